@@ -1,0 +1,376 @@
+//! AdmissionReview in, AdmissionReview out: parsing with clear errors, and turning a decision
+//! into the response kube-apiserver (and `kubectl`) will show.
+//!
+//! `serve` and `review` both call [`respond`], so the bytes they produce are identical.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use kube::core::DynamicObject;
+use kube::core::admission::{
+    AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND, Operation,
+};
+use kube::core::response::StatusSummary;
+
+use crate::engine::{Decision, Engine, Request};
+use crate::rules::Violation;
+
+/// kube-apiserver asks for warnings of at most 120 characters...
+pub const WARNING_MAX_LEN: usize = 120;
+/// ...and truncates every warning once a response's warnings exceed 4096 characters in total.
+pub const WARNINGS_TOTAL_BUDGET: usize = 4096;
+
+/// Why a request body is not a usable AdmissionReview (answered with HTTP 400).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BadReview {
+    #[error("request body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("request body is not an AdmissionReview: {0}")]
+    NotAdmissionReview(String),
+    #[error(
+        "unsupported AdmissionReview {api_version:?} of kind {kind:?}: applyguard accepts only {META_API_VERSION_V1} AdmissionReview (set admissionReviewVersions: [v1])"
+    )]
+    WrongVersion { api_version: String, kind: String },
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+    #[error("AdmissionReview request has an empty uid")]
+    EmptyUid,
+}
+
+/// A summary of one decision, for the log line and metrics.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub uid: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub operation: &'static str,
+    pub decision: &'static str,
+    pub rules: Vec<&'static str>,
+    pub dry_run: bool,
+}
+
+/// The encoded response and what it decided.
+pub struct Reply {
+    pub body: Vec<u8>,
+    pub summary: Summary,
+}
+
+/// Parses an AdmissionReview request body.
+pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
+    let classify = |e: serde_json::Error| {
+        if e.is_syntax() || e.is_eof() {
+            BadReview::NotJson(e.to_string())
+        } else {
+            BadReview::NotAdmissionReview(e.to_string())
+        }
+    };
+    // Check the version first, so a v1beta1 review is reported as such rather than by
+    // whichever v1 field it happens to lack.
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Envelope {
+        #[serde(default)]
+        api_version: String,
+        #[serde(default)]
+        kind: String,
+    }
+    let envelope: Envelope = serde_json::from_slice(body).map_err(classify)?;
+    if envelope.api_version != META_API_VERSION_V1 || envelope.kind != META_KIND {
+        return Err(BadReview::WrongVersion {
+            api_version: envelope.api_version,
+            kind: envelope.kind,
+        });
+    }
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).map_err(classify)?;
+    let request: AdmissionRequest<DynamicObject> =
+        review.try_into().map_err(|_| BadReview::NoRequest)?;
+    if request.uid.trim().is_empty() {
+        return Err(BadReview::EmptyUid);
+    }
+    Ok(request)
+}
+
+fn operation_str(op: &Operation) -> &'static str {
+    match op {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+/// Decides one AdmissionReview body and encodes the response.
+pub fn respond(engine: &Engine, body: &[u8]) -> Result<Reply, BadReview> {
+    let request = parse(body)?;
+    Ok(respond_to(engine, &request))
+}
+
+/// Decides a parsed request and encodes the response.
+pub fn respond_to(engine: &Engine, request: &AdmissionRequest<DynamicObject>) -> Reply {
+    let namespace = request
+        .object
+        .as_ref()
+        .and_then(|o| o.metadata.namespace.as_deref())
+        .or(request.namespace.as_deref())
+        .unwrap_or("")
+        .to_string();
+    let name = if request.name.is_empty() {
+        // On CREATE with generateName the request carries no name yet.
+        request
+            .object
+            .as_ref()
+            .and_then(|o| o.metadata.generate_name.clone())
+            .map(|g| format!("{g}*"))
+            .unwrap_or_default()
+    } else {
+        request.name.clone()
+    };
+    let outcome = engine.decide(&Request {
+        group: &request.kind.group,
+        kind: &request.kind.kind,
+        operation: &request.operation,
+        namespace: &namespace,
+        object: request.object.as_ref().map(|o| &o.data),
+        old_object: request.old_object.as_ref().map(|o| &o.data),
+    });
+    let mut response = AdmissionResponse::from(request);
+    let (decision_label, rules) = match outcome {
+        Ok(decision) => {
+            let subject = format!("{} {}", request.kind.kind, qualified(&namespace, &name));
+            let rules = decision_rules(&decision);
+            let label = if decision.allowed() {
+                if decision.warnings.is_empty() {
+                    "allow"
+                } else {
+                    "warn"
+                }
+            } else {
+                "deny"
+            };
+            response = apply_decision(response, &decision, &subject);
+            (label, rules)
+        }
+        Err(err) => {
+            // kube-apiserver validates objects before webhooks see them, so this only happens
+            // for hand-made input; deny with 400 rather than guess.
+            response = response.deny(format!(
+                "applyguard cannot read this {}: {err}",
+                request.kind.kind
+            ));
+            response.result.code = 400;
+            response.result.reason = "BadRequest".to_string();
+            response.result.status = Some(StatusSummary::Failure);
+            ("invalid", Vec::new())
+        }
+    };
+    let body = encode(response);
+    Reply {
+        body,
+        summary: Summary {
+            uid: request.uid.clone(),
+            kind: request.kind.kind.clone(),
+            namespace,
+            name,
+            operation: operation_str(&request.operation),
+            decision: decision_label,
+            rules,
+            dry_run: request.dry_run,
+        },
+    }
+}
+
+/// Encodes a response as an AdmissionReview.
+pub fn encode(response: AdmissionResponse) -> Vec<u8> {
+    // Serialising these plain structs cannot fail; an empty body would be rejected by the
+    // API server, which then applies failurePolicy, so fail closed without panicking.
+    serde_json::to_vec(&response.into_review()).unwrap_or_default()
+}
+
+fn qualified(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{namespace}/{name}")
+    }
+}
+
+fn decision_rules(decision: &Decision) -> Vec<&'static str> {
+    let mut rules: Vec<&'static str> = decision
+        .denied_by
+        .iter()
+        .chain(&decision.warnings)
+        .map(|v| v.rule.as_str())
+        .collect();
+    rules.sort_unstable();
+    rules.dedup();
+    rules
+}
+
+fn apply_decision(
+    mut response: AdmissionResponse,
+    decision: &Decision,
+    subject: &str,
+) -> AdmissionResponse {
+    if !decision.allowed() {
+        response = response.deny(denial_message(subject, &decision.denied_by));
+        response.result.code = 403;
+        response.result.reason = "Forbidden".to_string();
+        response.result.status = Some(StatusSummary::Failure);
+    }
+    if !decision.warnings.is_empty() {
+        response.warnings = Some(warnings(&decision.warnings));
+    }
+    response.audit_annotations = audit_annotations(decision);
+    response
+}
+
+/// The denial message: every violation with its field, value and fix.
+pub fn denial_message(subject: &str, violations: &[Violation]) -> String {
+    let count = violations.len();
+    let plural = if count == 1 { "" } else { "s" };
+    let mut message = format!("applyguard denied {subject}: {count} violation{plural}");
+    for (i, v) in violations.iter().enumerate() {
+        message.push_str(&format!("\n{}. {v}", i + 1));
+    }
+    message
+}
+
+/// Replaces control characters (kube-apiserver drops any warning containing one).
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
+fn truncate(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let ellipsis = "...";
+    let mut end = max - ellipsis.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ellipsis}", &text[..end])
+}
+
+/// One warning per violation, each one line starting with the rule id and within 120 bytes;
+/// when they would not fit kube-apiserver's budget, the last one says how many were left out.
+pub fn warnings(violations: &[Violation]) -> Vec<String> {
+    // Room for the "N more" line, so it always fits.
+    let budget = WARNINGS_TOTAL_BUDGET - WARNING_MAX_LEN;
+    let mut out = Vec::new();
+    let mut used = 0;
+    for (i, v) in violations.iter().enumerate() {
+        let line = truncate(
+            one_line(&format!("{} {}: {}", v.rule, v.path, v.message)),
+            WARNING_MAX_LEN,
+        );
+        if used + line.len() > budget {
+            let left = violations.len() - i;
+            out.push(format!(
+                "applyguard: {left} more violation(s) not shown; see the audit log or run applyguard review"
+            ));
+            return out;
+        }
+        used += line.len();
+        out.push(line);
+    }
+    out
+}
+
+/// Audit annotations: one key per mode and rule, listing each field and message.
+fn audit_annotations(decision: &Decision) -> HashMap<String, String> {
+    let mut grouped: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (mode, list) in [("deny", &decision.denied_by), ("warn", &decision.warnings)] {
+        for v in list {
+            grouped
+                .entry(format!("{mode}-{}", v.rule))
+                .or_default()
+                .push(one_line(&format!("{}: {}", v.path, v.message)));
+        }
+    }
+    grouped
+        .into_iter()
+        .map(|(key, lines)| (key, truncate(lines.join("; "), 8 * 1024)))
+        .collect()
+}
+
+/// Time since `start` in milliseconds, for log lines.
+pub fn elapsed_ms(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleId;
+
+    fn violation(i: usize) -> Violation {
+        Violation {
+            rule: RuleId::PlaceholderImage,
+            path: format!("spec.template.spec.containers[{i}].image"),
+            value: "ghcr.io/your-org/app".into(),
+            message: "container \"app\" image contains the placeholder \"your-org\"\nsecond line"
+                .into(),
+            fix: "replace it.".into(),
+        }
+    }
+
+    #[test]
+    fn warnings_are_single_lines_within_limits() {
+        let list: Vec<_> = (0..3).map(violation).collect();
+        let w = warnings(&list);
+        assert_eq!(w.len(), 3);
+        for line in &w {
+            assert!(line.starts_with("placeholder-image "), "{line}");
+            assert!(line.len() <= WARNING_MAX_LEN, "{line}");
+            assert!(!line.chars().any(char::is_control), "{line}");
+        }
+    }
+
+    #[test]
+    fn too_many_warnings_end_with_a_count() {
+        let list: Vec<_> = (0..200).map(violation).collect();
+        let w = warnings(&list);
+        let total: usize = w.iter().map(String::len).sum();
+        assert!(total <= WARNINGS_TOTAL_BUDGET, "{total}");
+        let last = w.last().unwrap();
+        let shown = w.len() - 1;
+        assert_eq!(
+            last,
+            &format!(
+                "applyguard: {} more violation(s) not shown; see the audit log or run applyguard review",
+                200 - shown
+            )
+        );
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        let text = "é".repeat(100);
+        let cut = truncate(text, 120);
+        assert!(cut.len() <= 120 && cut.ends_with("..."));
+    }
+
+    #[test]
+    fn parse_errors_are_specific() {
+        assert!(matches!(parse(b"{not json"), Err(BadReview::NotJson(_))));
+        assert!(matches!(
+            parse(b"[1,2]"),
+            Err(BadReview::NotAdmissionReview(_))
+        ));
+        assert!(matches!(
+            parse(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"1"}}"#),
+            Err(BadReview::WrongVersion { .. })
+        ));
+        assert_eq!(
+            parse(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#).unwrap_err(),
+            BadReview::NoRequest
+        );
+        let err = parse(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"kind":{"group":"","version":"v1","kind":"Pod"}}}"#).unwrap_err();
+        assert!(err.to_string().contains("uid"), "{err}");
+    }
+}

@@ -1,0 +1,232 @@
+//! The decision: which objects are evaluated, which rules run, and what each violation does
+//! under the policy's modes. Pure: no I/O, so `serve`, `review` and tests decide identically.
+
+use kube::core::admission::Operation;
+use serde_json::Value;
+
+use crate::policy::{Policy, PolicyError, RuleMode};
+use crate::rules::{RuleSet, Subject, Violation};
+use crate::workload::{PodView, WorkloadError, WorkloadKind, raw_pod_spec};
+
+/// What the engine needs to know about one admission request.
+pub struct Request<'a> {
+    pub group: &'a str,
+    pub kind: &'a str,
+    pub operation: &'a Operation,
+    pub namespace: &'a str,
+    pub object: Option<&'a Value>,
+    pub old_object: Option<&'a Value>,
+}
+
+/// Why a request was allowed without running the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// DELETE and CONNECT never carry a new spec to check.
+    Operation,
+    /// The kind carries no pod spec and no rule handles it.
+    Kind,
+    /// An UPDATE that leaves the pod spec as it was (scale, labels, annotations, status).
+    PodSpecUnchanged,
+    /// A workload without a pod template.
+    NoPodSpec,
+}
+
+impl Skip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Operation => "operation not evaluated",
+            Skip::Kind => "kind not evaluated",
+            Skip::PodSpecUnchanged => "pod spec unchanged",
+            Skip::NoPodSpec => "no pod spec",
+        }
+    }
+}
+
+/// The verdict on one request.
+#[derive(Debug, Clone, Default)]
+pub struct Decision {
+    /// Violations of rules in enforce mode: any one denies the request.
+    pub denied_by: Vec<Violation>,
+    /// Violations of rules in warn mode: returned as warnings, the request is allowed.
+    pub warnings: Vec<Violation>,
+    pub skipped: Option<Skip>,
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        self.denied_by.is_empty()
+    }
+
+    fn skip(reason: Skip) -> Decision {
+        Decision {
+            skipped: Some(reason),
+            ..Decision::default()
+        }
+    }
+}
+
+/// The policy with its rules built, ready to decide.
+pub struct Engine {
+    policy: Policy,
+    rules: RuleSet,
+}
+
+impl Engine {
+    pub fn new(policy: Policy) -> Result<Engine, PolicyError> {
+        let rules = RuleSet::from_policy(&policy)?;
+        Ok(Engine { policy, rules })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Decides one request.
+    pub fn decide(&self, request: &Request<'_>) -> Result<Decision, WorkloadError> {
+        if !matches!(request.operation, Operation::Create | Operation::Update) {
+            return Ok(Decision::skip(Skip::Operation));
+        }
+        let Some(kind) = WorkloadKind::from_group_kind(request.group, request.kind) else {
+            return Ok(Decision::skip(Skip::Kind));
+        };
+        let Some(object) = request.object else {
+            return Ok(Decision::skip(Skip::NoPodSpec));
+        };
+        // As Pod Security Admission does: an update that does not touch the pod spec is never
+        // blocked, so existing workloads can always be scaled, relabelled and cleaned up.
+        if matches!(request.operation, Operation::Update)
+            && let Some(old) = request.old_object
+            && raw_pod_spec(kind, old) == raw_pod_spec(kind, object)
+        {
+            return Ok(Decision::skip(Skip::PodSpecUnchanged));
+        }
+        let Some(pod) = PodView::from_object(kind, object)? else {
+            return Ok(Decision::skip(Skip::NoPodSpec));
+        };
+        let subject = Subject {
+            namespace: request.namespace,
+            pod: &pod,
+        };
+        let mut decision = Decision::default();
+        for violation in self.rules.check(&subject) {
+            match self.policy.rule_mode(violation.rule) {
+                RuleMode::Enforce => decision.denied_by.push(violation),
+                RuleMode::Warn => decision.warnings.push(violation),
+                RuleMode::Off => {}
+            }
+        }
+        Ok(decision)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(image: &str, replicas: u32) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "web", "image": image}]}}}})
+    }
+
+    fn decide(engine: &Engine, op: Operation, object: &Value, old: Option<&Value>) -> Decision {
+        engine
+            .decide(&Request {
+                group: "apps",
+                kind: "Deployment",
+                operation: &op,
+                namespace: "default",
+                object: Some(object),
+                old_object: old,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn enforce_denies_and_warn_allows() {
+        let engine = Engine::new(Policy::default()).unwrap();
+        let d = decide(
+            &engine,
+            Operation::Create,
+            &deployment("ghcr.io/your-org/web:1", 1),
+            None,
+        );
+        let rules: Vec<_> = d
+            .denied_by
+            .iter()
+            .map(|v| (v.rule.as_str(), v.path.as_str()))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                (
+                    "root-container",
+                    "spec.template.spec.containers[0].securityContext.runAsNonRoot"
+                ),
+                (
+                    "placeholder-image",
+                    "spec.template.spec.containers[0].image"
+                ),
+            ]
+        );
+        let warn = Engine::new(Policy::from_yaml("mode: warn", "t").unwrap()).unwrap();
+        let d = decide(
+            &warn,
+            Operation::Create,
+            &deployment("ghcr.io/your-org/web:1", 1),
+            None,
+        );
+        assert!(d.allowed());
+        assert_eq!(d.warnings.len(), 2);
+    }
+
+    #[test]
+    fn update_that_only_scales_is_allowed() {
+        let engine = Engine::new(Policy::default()).unwrap();
+        let old = deployment("ghcr.io/your-org/web:1", 1);
+        let new = deployment("ghcr.io/your-org/web:1", 5);
+        let d = decide(&engine, Operation::Update, &new, Some(&old));
+        assert!(d.allowed());
+        assert_eq!(d.skipped, Some(Skip::PodSpecUnchanged));
+        // Changing the image is evaluated.
+        let changed = deployment("ghcr.io/your-org/web:2", 5);
+        assert!(!decide(&engine, Operation::Update, &changed, Some(&old)).allowed());
+    }
+
+    #[test]
+    fn delete_connect_and_other_kinds_are_allowed() {
+        let engine = Engine::new(Policy::default()).unwrap();
+        let object = deployment("<image>", 1);
+        for op in [Operation::Delete, Operation::Connect] {
+            assert_eq!(
+                decide(&engine, op, &object, None).skipped,
+                Some(Skip::Operation)
+            );
+        }
+        let d = engine
+            .decide(&Request {
+                group: "",
+                kind: "ConfigMap",
+                operation: &Operation::Create,
+                namespace: "default",
+                object: Some(&json!({"data": {}})),
+                old_object: None,
+            })
+            .unwrap();
+        assert_eq!(d.skipped, Some(Skip::Kind));
+    }
+
+    #[test]
+    fn rules_turned_off_do_not_report() {
+        let engine =
+            Engine::new(Policy::from_yaml("rules:\n  root-container: {mode: off}\n", "t").unwrap())
+                .unwrap();
+        let d = decide(
+            &engine,
+            Operation::Create,
+            &deployment("nginx:1.27", 1),
+            None,
+        );
+        assert!(d.allowed() && d.warnings.is_empty());
+    }
+}

@@ -1,0 +1,181 @@
+//! The command line: parses arguments and starts the matching command.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use applyguard::certs::CertRequest;
+use applyguard::commands::{
+    self, DEFAULT_LISTEN, DEV_CERT_DIR, DEV_LISTEN, ServeOptions, TlsSource,
+};
+use applyguard::engine::Engine;
+use applyguard::logging::{self, LogFormat};
+use applyguard::review;
+use applyguard::server::Limits;
+
+#[derive(Parser)]
+#[command(
+    name = "applyguard",
+    version,
+    about = "Kubernetes admission webhook: missing Secrets, placeholder images, root containers, plaintext Kafka"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the admission webhook over HTTPS.
+    Serve {
+        /// Policy file (YAML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on [default: 0.0.0.0:8443, or 127.0.0.1:8443 with --dev].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Serving certificate chain (PEM, leaf first).
+        #[arg(long, requires = "tls_key", conflicts_with = "dev")]
+        tls_cert: Option<PathBuf>,
+        /// Private key of the serving certificate (PEM).
+        #[arg(long, requires = "tls_cert", conflicts_with = "dev")]
+        tls_key: Option<PathBuf>,
+        /// Create or reuse a dev CA and certificate in certs-dev/ and listen on 127.0.0.1:8443.
+        #[arg(long)]
+        dev: bool,
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+        /// Largest AdmissionReview body accepted, in bytes.
+        #[arg(long, default_value_t = 8 * 1024 * 1024)]
+        max_body_bytes: usize,
+        /// Seconds in-flight requests get to finish after SIGTERM.
+        #[arg(long, default_value_t = 20)]
+        shutdown_timeout: u64,
+        /// Seconds to report not-ready before refusing new connections after SIGTERM.
+        #[arg(long, default_value_t = 0)]
+        shutdown_delay: u64,
+    },
+    /// Answer one AdmissionReview (file or - for stdin) offline, exactly as serve would.
+    Review {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// AdmissionReview JSON; - or nothing reads standard input.
+        file: Option<PathBuf>,
+    },
+    /// Create a CA and a serving certificate signed by it.
+    Certs {
+        #[arg(long)]
+        out: PathBuf,
+        /// DNS names for the serving certificate (repeatable).
+        #[arg(long)]
+        dns: Vec<String>,
+        /// IP addresses for the serving certificate (repeatable).
+        #[arg(long)]
+        ip: Vec<IpAddr>,
+        /// Replace an existing CA instead of reusing it.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            tls_cert,
+            tls_key,
+            dev,
+            log_format,
+            max_body_bytes,
+            shutdown_timeout,
+            shutdown_delay,
+        } => {
+            logging::init(log_format);
+            let tls = match (tls_cert, tls_key, dev) {
+                (Some(cert), Some(key), false) => TlsSource::Files { cert, key },
+                (None, None, true) => TlsSource::Dev {
+                    dir: PathBuf::from(DEV_CERT_DIR),
+                },
+                _ => {
+                    eprintln!("applyguard serve: pass --tls-cert and --tls-key, or --dev");
+                    return ExitCode::from(2);
+                }
+            };
+            let default_listen = if dev { DEV_LISTEN } else { DEFAULT_LISTEN };
+            let listen =
+                listen.unwrap_or_else(|| default_listen.parse().expect("constant address"));
+            let options = ServeOptions {
+                config,
+                listen,
+                tls,
+                limits: Limits {
+                    max_body_bytes,
+                    shutdown_timeout: Duration::from_secs(shutdown_timeout),
+                    shutdown_delay: Duration::from_secs(shutdown_delay),
+                    ..Limits::default()
+                },
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(err) => {
+                    eprintln!("applyguard serve: cannot start the runtime: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(commands::serve(options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!("{err:#}");
+                    eprintln!("applyguard serve: {err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Review { config, file } => {
+            let result = commands::load_policy(config.as_deref())
+                .and_then(|policy| Ok(Engine::new(policy)?))
+                .and_then(|engine| {
+                    let (name, body) =
+                        review::read_input(file.as_deref(), Limits::default().max_body_bytes)?;
+                    Ok(review::review(&engine, &name, &body)?)
+                });
+            match result {
+                Ok(body) => {
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    if out.write_all(&body).and_then(|()| out.flush()).is_err() {
+                        return ExitCode::from(2);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("applyguard review: {err:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Certs {
+            out,
+            dns,
+            ip,
+            force,
+        } => match commands::certs(&CertRequest::with_defaults(out, dns, ip, force)) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("applyguard certs: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

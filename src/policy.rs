@@ -1,0 +1,216 @@
+//! Configuration: the global mode, per-rule modes and rule settings, loaded from YAML.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::rules::RuleId;
+
+/// The default mode of the whole policy: every rule inherits it unless it sets its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Violations deny the request (403).
+    #[default]
+    Enforce,
+    /// Violations are returned as warnings and audit annotations; the request is allowed.
+    Warn,
+}
+
+/// The mode of one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleMode {
+    Enforce,
+    Warn,
+    Off,
+}
+
+impl From<Mode> for RuleMode {
+    fn from(mode: Mode) -> Self {
+        match mode {
+            Mode::Enforce => RuleMode::Enforce,
+            Mode::Warn => RuleMode::Warn,
+        }
+    }
+}
+
+impl RuleMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleMode::Enforce => "enforce",
+            RuleMode::Warn => "warn",
+            RuleMode::Off => "off",
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub rules: Rules,
+}
+
+/// Per-rule settings. Unknown rule ids are rejected so that a typo never silently disables a rule.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    #[serde(rename = "root-container", default)]
+    pub root_container: RootContainerConfig,
+    #[serde(rename = "placeholder-image", default)]
+    pub placeholder_image: PlaceholderImageConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RootContainerConfig {
+    pub mode: Option<RuleMode>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlaceholderImageConfig {
+    pub mode: Option<RuleMode>,
+    /// Extra glob patterns; an image whose normalised reference matches one is a placeholder.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// When non-empty, every image must come from one of these registries or registry/path
+    /// prefixes (matched on whole path segments).
+    #[serde(default)]
+    pub allow_registries: Vec<String>,
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Policy {
+    /// Parses a policy from YAML (JSON is YAML too). `origin` names the source in errors.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        let invalid = |message: String| PolicyError::Invalid {
+            path: origin.to_string(),
+            message,
+        };
+        // An empty file is the default policy, not an error.
+        if text.trim().is_empty() {
+            return Ok(Policy::default());
+        }
+        let policy: Policy = serde_yaml_ng::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        policy.validate().map_err(invalid)?;
+        Ok(policy)
+    }
+
+    /// Loads a policy file; a missing or invalid file is an error (never a silent default).
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Policy::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// Checks what serde cannot: patterns compile and prefixes are well formed.
+    fn validate(&self) -> Result<(), String> {
+        let image = &self.rules.placeholder_image;
+        for pattern in &image.deny {
+            globset::Glob::new(pattern).map_err(|e| {
+                format!(
+                    "rules.placeholder-image.deny: pattern {pattern:?} is not a valid glob: {e}"
+                )
+            })?;
+        }
+        for prefix in &image.allow_registries {
+            let trimmed = prefix.trim().trim_end_matches('/');
+            if trimmed.is_empty() || trimmed.contains(char::is_whitespace) {
+                return Err(format!(
+                    "rules.placeholder-image.allowRegistries: {prefix:?} is not a registry or registry/path prefix"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective mode of a rule: its own, or the policy's default.
+    pub fn rule_mode(&self, rule: RuleId) -> RuleMode {
+        let own = match rule {
+            RuleId::RootContainer => self.rules.root_container.mode,
+            RuleId::PlaceholderImage => self.rules.placeholder_image.mode,
+        };
+        own.unwrap_or_else(|| self.mode.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_enforce_everywhere() {
+        let policy = Policy::from_yaml("", "test").unwrap();
+        assert_eq!(policy.rule_mode(RuleId::RootContainer), RuleMode::Enforce);
+        assert_eq!(
+            policy.rule_mode(RuleId::PlaceholderImage),
+            RuleMode::Enforce
+        );
+    }
+
+    #[test]
+    fn rule_mode_overrides_default() {
+        let policy = Policy::from_yaml(
+            "mode: warn\nrules:\n  root-container: { mode: enforce }\n  placeholder-image: { mode: off }\n",
+            "test",
+        )
+        .unwrap();
+        assert_eq!(policy.rule_mode(RuleId::RootContainer), RuleMode::Enforce);
+        assert_eq!(policy.rule_mode(RuleId::PlaceholderImage), RuleMode::Off);
+    }
+
+    #[test]
+    fn unknown_rule_id_names_the_key() {
+        let err = Policy::from_yaml("rules:\n  root-containers: { mode: warn }\n", "cfg.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("root-containers"), "{err}");
+        assert!(err.contains("cfg.yaml"), "{err}");
+    }
+
+    #[test]
+    fn unknown_mode_names_the_value() {
+        let err = Policy::from_yaml("rules:\n  root-container: { mode: block }\n", "cfg.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("block"), "{err}");
+        let err = Policy::from_yaml("mode: off\n", "cfg.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("off"), "{err}");
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_rejected() {
+        let err = Policy::from_yaml("mdoe: warn\n", "cfg.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mdoe"), "{err}");
+    }
+
+    #[test]
+    fn bad_glob_is_rejected() {
+        let err = Policy::from_yaml("rules:\n  placeholder-image: { deny: ['[abc'] }\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[abc"), "{err}");
+    }
+}

@@ -1,0 +1,123 @@
+//! Request handlers: admission, liveness and readiness.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::admission;
+
+fn text(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+/// Reads the body within the size limit and the body timeout.
+async fn read_body(state: &AppState, request: Request) -> Result<Bytes, Response> {
+    let limit = state.limits.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        text(
+            StatusCode::BAD_REQUEST,
+            format!("request body exceeds the {limit}-byte limit"),
+        )
+    };
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    let body: Body = request.into_body();
+    match tokio::time::timeout(
+        state.limits.body_read_timeout,
+        axum::body::to_bytes(body, limit),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(err)) => {
+            // to_bytes reports both a broken stream and the limit; tell them apart.
+            let length_limit = std::error::Error::source(&err)
+                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            if length_limit {
+                Err(too_large())
+            } else {
+                Err(text(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read request body: {err}"),
+                ))
+            }
+        }
+        Err(_) => Err(text(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request body not received within {}s",
+                state.limits.body_read_timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+pub async fn validate(State(state): State<AppState>, request: Request) -> Response {
+    let start = Instant::now();
+    let body = match read_body(&state, request).await {
+        Ok(body) => body,
+        Err(response) => {
+            tracing::warn!(
+                status = response.status().as_u16(),
+                "rejected admission request body"
+            );
+            return response;
+        }
+    };
+    let engine = state.engine.load();
+    match admission::respond(&engine, &body) {
+        Ok(reply) => {
+            let s = &reply.summary;
+            tracing::info!(
+                uid = %s.uid,
+                kind = %s.kind,
+                namespace = %s.namespace,
+                name = %s.name,
+                operation = s.operation,
+                decision = s.decision,
+                rules = %s.rules.join(","),
+                dry_run = s.dry_run,
+                latency_ms = admission::elapsed_ms(start),
+                "admission decision"
+            );
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                reply.body,
+            )
+                .into_response()
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "rejected malformed AdmissionReview");
+            text(StatusCode::BAD_REQUEST, err.to_string())
+        }
+    }
+}
+
+pub async fn healthz() -> Response {
+    text(StatusCode::OK, "ok".to_string())
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        text(StatusCode::OK, "ready".to_string())
+    } else {
+        text(StatusCode::SERVICE_UNAVAILABLE, "not ready".to_string())
+    }
+}
