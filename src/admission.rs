@@ -11,6 +11,7 @@ use kube::core::admission::{
     AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND, Operation,
 };
 use kube::core::response::StatusSummary;
+use serde_json::Value;
 
 use crate::engine::{Decision, Engine, Request};
 use crate::rules::Violation;
@@ -182,9 +183,22 @@ pub fn respond_to(engine: &Engine, request: &AdmissionRequest<DynamicObject>) ->
 
 /// Encodes a response as an AdmissionReview.
 pub fn encode(response: AdmissionResponse) -> Vec<u8> {
+    // kube's response keeps audit annotations in a HashMap, whose order changes from process to
+    // process; sort them so that `review` and `serve` (and two replicas) give identical bytes.
     // Serialising these plain structs cannot fail; an empty body would be rejected by the
     // API server, which then applies failurePolicy, so fail closed without panicking.
-    serde_json::to_vec(&response.into_review()).unwrap_or_default()
+    let Ok(mut value) = serde_json::to_value(response.into_review()) else {
+        return Vec::new();
+    };
+    if let Some(Value::Object(annotations)) = value
+        .get_mut("response")
+        .and_then(|r| r.get_mut("auditAnnotations"))
+    {
+        let mut entries: Vec<(String, Value)> = std::mem::take(annotations).into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        annotations.extend(entries);
+    }
+    serde_json::to_vec(&value).unwrap_or_default()
 }
 
 fn qualified(namespace: &str, name: &str) -> String {

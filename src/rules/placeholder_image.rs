@@ -197,6 +197,9 @@ impl PlaceholderImage {
             path: "rules.placeholder-image.deny".to_string(),
             message: e.to_string(),
         })?;
+        // The reference grammar is a large regex compiled on first use; compile it now so the
+        // first admission request does not pay for it.
+        let _ = "docker.io/library/warm-up:1".parse::<Reference>();
         Ok(PlaceholderImage {
             deny,
             allow: config

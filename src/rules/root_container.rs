@@ -149,7 +149,8 @@ mod tests {
     #[test]
     fn pod_and_container_level_settings() {
         let p = "spec.containers[0].securityContext";
-        let table: Vec<(&str, Value, Value, Vec<(String, String)>)> = vec![
+        type Case = (&'static str, Value, Value, Vec<(String, String)>);
+        let table: Vec<Case> = vec![
             (
                 "nothing set",
                 Value::Null,

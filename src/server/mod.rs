@@ -2,6 +2,7 @@
 //! with timeouts for slow clients and a bounded graceful shutdown.
 
 mod handlers;
+mod prefixed;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,11 +17,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::engine::Engine;
+use prefixed::Prefixed;
 
 /// Limits that keep one client from hurting the others.
 #[derive(Debug, Clone)]
@@ -155,6 +158,27 @@ impl Server {
                         return;
                     }
                 };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                // Wait for the first bytes ourselves: hyper's timers only start once a
+                // protocol is running, and a client that sends nothing must not hold a slot.
+                let mut tls = tls;
+                let mut first = vec![0u8; 8 * 1024];
+                let n = match tokio::time::timeout(limits.header_read_timeout, tls.read(&mut first))
+                    .await
+                {
+                    Ok(Ok(0)) => return,
+                    Ok(Ok(n)) => n,
+                    Ok(Err(err)) => {
+                        tracing::debug!(%peer, error = %err, "read failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "no request within the header timeout");
+                        return;
+                    }
+                };
+                first.truncate(n);
+                let io = TokioIo::new(Prefixed::new(first, tls));
                 let mut builder = auto::Builder::new(TokioExecutor::new());
                 builder
                     .http1()
@@ -167,7 +191,13 @@ impl Server {
                     .max_concurrent_streams(256)
                     .keep_alive_interval(Some(Duration::from_secs(30)))
                     .keep_alive_timeout(Duration::from_secs(10));
-                let conn = builder.serve_connection(TokioIo::new(tls), service);
+                // ALPN decides the protocol; without ALPN, HTTP/1.1 (h2 over TLS needs ALPN).
+                let builder = if h2 {
+                    builder.http2_only()
+                } else {
+                    builder.http1_only()
+                };
+                let conn = builder.serve_connection(io, service);
                 if let Err(err) = watcher.watch(conn).await {
                     tracing::debug!(%peer, error = %err, "connection ended with an error");
                 }

@@ -1,0 +1,366 @@
+//! The binary's command-line contract: review output identical to serve, exit codes, start-up
+//! errors, certificates, --dev, and SIGTERM draining in-flight requests.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use applyguard::server::Limits;
+use common::{Http, client, client_tls, fixture, start};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const BIN: &str = env!("CARGO_BIN_EXE_applyguard");
+const FIXTURES: &[&str] = &[
+    "configmap-create",
+    "cronjob-create-dryrun-denied",
+    "deployment-create-allowed",
+    "deployment-create-denied",
+    "deployment-update-scale-only",
+    "pod-create-allowed",
+    "pod-delete",
+    "pod-ephemeral-update-denied",
+];
+
+fn fixture_path(name: &str) -> String {
+    format!(
+        "{}/tests/fixtures/admission/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[tokio::test]
+async fn review_and_serve_give_byte_identical_responses() {
+    for config in [None, Some("mode: warn\n")] {
+        let server = start(config, Limits::default()).await;
+        let config_path = server.dir.path().join("config.yaml");
+        for name in FIXTURES {
+            let mut cmd = Command::new(BIN);
+            cmd.arg("review");
+            if config.is_some() {
+                cmd.arg("--config").arg(&config_path);
+            }
+            let output = cmd.arg(fixture_path(name)).output().unwrap();
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "{name}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let served = client(&server.certs.ca_cert, Http::One)
+                .post(server.url("/validate"))
+                .body(fixture(&format!("admission/{name}.json")))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert_eq!(
+                output.stdout,
+                served.to_vec(),
+                "{name} with config {config:?}"
+            );
+        }
+        server.stop().await;
+    }
+}
+
+#[test]
+fn review_reads_stdin() {
+    let mut child = Command::new(BIN)
+        .args(["review", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&fixture("admission/deployment-create-denied.json"))
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let review: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(review["response"]["allowed"], false);
+}
+
+#[test]
+fn review_exit_codes_and_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_json = dir.path().join("bad.json");
+    std::fs::write(&bad_json, "{ nope").unwrap();
+    let bad_config = dir.path().join("config.yaml");
+    std::fs::write(&bad_config, "rules:\n  root-containers: { mode: warn }\n").unwrap();
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (vec![fixture_path("deployment-create-denied")], 0, ""),
+        (
+            vec![bad_json.display().to_string()],
+            2,
+            "request body is not valid JSON",
+        ),
+        (
+            vec![dir.path().join("missing.json").display().to_string()],
+            2,
+            "cannot read",
+        ),
+        (
+            vec![
+                "--config".into(),
+                bad_config.display().to_string(),
+                fixture_path("pod-create-allowed"),
+            ],
+            2,
+            "root-containers",
+        ),
+        (
+            vec![
+                "--config".into(),
+                dir.path().join("nope.yaml").display().to_string(),
+                fixture_path("pod-create-allowed"),
+            ],
+            2,
+            "cannot read config file",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let output = Command::new(BIN)
+            .arg("review")
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        if code != 0 {
+            assert!(
+                output.stdout.is_empty(),
+                "nothing on stdout for unusable input"
+            );
+        }
+    }
+}
+
+#[test]
+fn serve_refuses_to_start_without_usable_certificates_or_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::certs(dir.path());
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a pem").unwrap();
+    let bad_config = dir.path().join("config.yaml");
+    std::fs::write(
+        &bad_config,
+        "rules:\n  placeholder-image: { mode: sometimes }\n",
+    )
+    .unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "--tls-cert".into(),
+                s(&dir.path().join("missing.crt")),
+                "--tls-key".into(),
+                s(&certs.tls_key),
+            ],
+            "missing.crt",
+        ),
+        (
+            vec![
+                "--tls-cert".into(),
+                s(&junk),
+                "--tls-key".into(),
+                s(&certs.tls_key),
+            ],
+            "no PEM certificate",
+        ),
+        (
+            vec![
+                "--tls-cert".into(),
+                s(&certs.tls_cert),
+                "--tls-key".into(),
+                s(&certs.ca_key),
+            ],
+            "do not belong together",
+        ),
+        (
+            vec![
+                "--config".into(),
+                s(&bad_config),
+                "--tls-cert".into(),
+                s(&certs.tls_cert),
+                "--tls-key".into(),
+                s(&certs.tls_key),
+            ],
+            "sometimes",
+        ),
+        (vec![], "pass --tls-cert and --tls-key, or --dev"),
+    ];
+    for (args, message) in cases {
+        let output = Command::new(BIN)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} started");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn certs_command_writes_private_keys_and_prints_the_ca_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pki");
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["certs", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let first = run(&["--dns", "webhook.example.internal", "--ip", "10.0.0.7"]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&first.stdout).to_string();
+    assert!(stdout.contains("(created)"), "{stdout}");
+    assert!(
+        stdout.contains("webhook.example.internal, 10.0.0.7"),
+        "{stdout}"
+    );
+    let bundle = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("caBundle:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    use base64::Engine as _;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(&bundle)
+        .unwrap();
+    assert_eq!(pem, std::fs::read(out.join("ca.crt")).unwrap());
+    let second = run(&[]);
+    assert!(String::from_utf8_lossy(&second.stdout).contains("(reused)"));
+    let forced = run(&["--force"]);
+    assert!(String::from_utf8_lossy(&forced.stdout).contains("(created)"));
+}
+
+/// Starts the binary and returns it with the address it logged.
+fn spawn_serve(dir: &Path, args: &[&str]) -> (std::process::Child, std::net::SocketAddr) {
+    let mut child = Command::new(BIN)
+        .current_dir(dir)
+        .arg("serve")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(addr) = v["addr"].as_str()
+            {
+                let _ = tx.send(addr.parse().unwrap());
+                sent = true;
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server did not log its address");
+    (child, addr)
+}
+
+#[tokio::test]
+async fn dev_mode_creates_then_reuses_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = spawn_serve(dir.path(), &["--dev"]);
+    let ca = dir.path().join("certs-dev/ca.crt");
+    let tls_before = std::fs::read(dir.path().join("certs-dev/tls.crt")).unwrap();
+    let response = client(&ca, Http::Two)
+        .get(format!("https://localhost:{}/readyz", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (mut child, _) = spawn_serve(dir.path(), &["--dev"]);
+    assert_eq!(
+        tls_before,
+        std::fs::read(dir.path().join("certs-dev/tls.crt")).unwrap()
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::certs(dir.path());
+    let (child, addr) = spawn_serve(
+        dir.path(),
+        &[
+            "--tls-cert",
+            &certs.tls_cert.display().to_string(),
+            "--tls-key",
+            &certs.tls_key.display().to_string(),
+        ],
+    );
+    // Start a request and send only half its body.
+    let body = fixture("admission/deployment-create-denied.json");
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_tls(
+        &certs.ca_cert,
+        &[b"http/1.1"],
+    )));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    tls.write_all(first).await.unwrap();
+    tls.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // New connections are refused once draining has begun.
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "listener still open"
+    );
+    tls.write_all(rest).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut response))
+        .await
+        .unwrap()
+        .ok();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"allowed\":false"), "{response}");
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+}

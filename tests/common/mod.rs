@@ -1,0 +1,134 @@
+//! Test harness: certificates from rcgen, the real server on an ephemeral port, and TLS clients
+//! that trust only the generated CA.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use applyguard::certs::{CertOutput, CertRequest, generate};
+use applyguard::commands::{ServeOptions, TlsSource, prepare_server};
+use applyguard::server::{Limits, Server};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use tokio::sync::oneshot;
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn certs(dir: &Path) -> CertOutput {
+    generate(&CertRequest::with_defaults(
+        dir.to_path_buf(),
+        vec![],
+        vec![],
+        false,
+    ))
+    .unwrap()
+}
+
+/// A running server; dropping it shuts the server down.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub certs: CertOutput,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub handle: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.addr.port())
+    }
+
+    /// Starts the shutdown and waits until the server has drained.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.handle).await.unwrap();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn start(config: Option<&str>, limits: Limits) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(dir.path());
+    let config_path = config.map(|text| {
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, text).unwrap();
+        path
+    });
+    let options = ServeOptions {
+        config: config_path,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: TlsSource::Files {
+            cert: certs.tls_cert.clone(),
+            key: certs.tls_key.clone(),
+        },
+        limits,
+    };
+    let (tls, state) = prepare_server(&options).unwrap();
+    let server = Server::bind(options.listen, tls, state).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    let handle = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    TestServer {
+        addr,
+        certs,
+        dir,
+        shutdown: Some(tx),
+        handle,
+    }
+}
+
+pub fn client_tls(ca: &Path, alpn: &[&[u8]]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Http {
+    One,
+    Two,
+}
+
+/// A reqwest client that trusts only the test CA and speaks the chosen HTTP version.
+pub fn client(ca: &Path, http: Http) -> reqwest::Client {
+    let builder = reqwest::Client::builder().timeout(Duration::from_secs(20));
+    let builder = match http {
+        Http::One => builder
+            .tls_backend_preconfigured(client_tls(ca, &[b"http/1.1"]))
+            .http1_only(),
+        Http::Two => builder.tls_backend_preconfigured(client_tls(ca, &[b"h2"])),
+    };
+    builder.build().unwrap()
+}
+
+pub fn ca_path(server: &TestServer) -> PathBuf {
+    server.certs.ca_cert.clone()
+}
