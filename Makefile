@@ -10,7 +10,7 @@ build:
 
 # Dev certificates (rcgen, in certs-dev/) and HTTPS on 127.0.0.1:8443 with the example policy.
 run:
-	$(CARGO) run --release --locked -- serve --dev --listen $(LISTEN) --config examples/policy.yaml
+	$(CARGO) run --release --locked -- serve --dev --listen $(LISTEN) --config examples/policy.yaml --inventory examples/inventory
 
 # Formatting, lints and every test (unit and integration; real HTTPS, real TLS clients).
 test:

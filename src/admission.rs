@@ -14,7 +14,7 @@ use kube::core::response::StatusSummary;
 use serde_json::Value;
 
 use crate::engine::{Decision, Engine, Request};
-use crate::rules::Violation;
+use crate::rules::{Notice, Violation};
 
 /// kube-apiserver asks for warnings of at most 120 characters...
 pub const WARNING_MAX_LEN: usize = 120;
@@ -232,8 +232,8 @@ fn apply_decision(
         response.result.reason = "Forbidden".to_string();
         response.result.status = Some(StatusSummary::Failure);
     }
-    if !decision.warnings.is_empty() {
-        response.warnings = Some(warnings(&decision.warnings));
+    if !decision.warnings.is_empty() || !decision.notices.is_empty() {
+        response.warnings = Some(warnings(&decision.warnings, &decision.notices));
     }
     response.audit_annotations = audit_annotations(decision);
     response
@@ -272,20 +272,27 @@ fn truncate(text: String, max: usize) -> String {
 
 /// One warning per violation, each one line starting with the rule id and within 120 bytes;
 /// when they would not fit kube-apiserver's budget, the last one says how many were left out.
-pub fn warnings(violations: &[Violation]) -> Vec<String> {
+pub fn warnings(violations: &[Violation], notices: &[Notice]) -> Vec<String> {
     // Room for the "N more" line, so it always fits.
     let budget = WARNINGS_TOTAL_BUDGET - WARNING_MAX_LEN;
     let mut out = Vec::new();
     let mut used = 0;
-    for (i, v) in violations.iter().enumerate() {
-        let line = truncate(
-            one_line(&format!("{} {}: {}", v.rule, v.path, v.message)),
-            WARNING_MAX_LEN,
-        );
+    let lines: Vec<String> = violations
+        .iter()
+        .map(|v| format!("{} {}: {}", v.rule, v.path, v.message))
+        .chain(
+            notices
+                .iter()
+                .map(|n| format!("{} {}: {}", n.rule, n.path, n.message)),
+        )
+        .collect();
+    let total = lines.len();
+    for (i, line) in lines.into_iter().enumerate() {
+        let line = truncate(one_line(&line), WARNING_MAX_LEN);
         if used + line.len() > budget {
-            let left = violations.len() - i;
+            let left = total - i;
             out.push(format!(
-                "applyguard: {left} more violation(s) not shown; see the audit log or run applyguard review"
+                "applyguard: {left} more warning(s) not shown; see the audit log or run applyguard review"
             ));
             return out;
         }
@@ -305,6 +312,12 @@ fn audit_annotations(decision: &Decision) -> HashMap<String, String> {
                 .or_default()
                 .push(one_line(&format!("{}: {}", v.path, v.message)));
         }
+    }
+    for n in &decision.notices {
+        grouped
+            .entry(format!("info-{}", n.rule))
+            .or_default()
+            .push(one_line(&format!("{}: {}", n.path, n.message)));
     }
     grouped
         .into_iter()
@@ -336,7 +349,7 @@ mod tests {
     #[test]
     fn warnings_are_single_lines_within_limits() {
         let list: Vec<_> = (0..3).map(violation).collect();
-        let w = warnings(&list);
+        let w = warnings(&list, &[]);
         assert_eq!(w.len(), 3);
         for line in &w {
             assert!(line.starts_with("placeholder-image "), "{line}");
@@ -348,7 +361,7 @@ mod tests {
     #[test]
     fn too_many_warnings_end_with_a_count() {
         let list: Vec<_> = (0..200).map(violation).collect();
-        let w = warnings(&list);
+        let w = warnings(&list, &[]);
         let total: usize = w.iter().map(String::len).sum();
         assert!(total <= WARNINGS_TOTAL_BUDGET, "{total}");
         let last = w.last().unwrap();
@@ -356,7 +369,7 @@ mod tests {
         assert_eq!(
             last,
             &format!(
-                "applyguard: {} more violation(s) not shown; see the audit log or run applyguard review",
+                "applyguard: {} more warning(s) not shown; see the audit log or run applyguard review",
                 200 - shown
             )
         );

@@ -11,6 +11,9 @@ use arc_swap::ArcSwap;
 
 use crate::certs::{self, CertRequest};
 use crate::engine::Engine;
+use crate::inventory::Inventory;
+use crate::inventory::cluster::{ClusterInventory, ClusterOptions};
+use crate::inventory::manifests::ManifestInventory;
 use crate::policy::Policy;
 use crate::server::{AppState, Limits, Server};
 use crate::tls::{self, CertStore};
@@ -33,6 +36,35 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     pub tls: TlsSource,
     pub limits: Limits,
+    /// Manifests to serve cluster state from; empty means watch the cluster.
+    pub inventory: Vec<PathBuf>,
+}
+
+/// Namespace for manifest objects that name none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Loads `--inventory` manifests.
+pub fn manifest_inventory(paths: &[PathBuf]) -> Result<Arc<dyn Inventory>> {
+    let inventory = ManifestInventory::load(paths, DEFAULT_NAMESPACE)?;
+    tracing::debug!(counts = ?inventory.counts(), "manifest inventory loaded");
+    Ok(Arc::new(inventory))
+}
+
+/// Connects to the cluster from in-cluster config or KUBECONFIG and starts the watches. Fails
+/// when there is neither: serve never silently falls back to an empty inventory.
+pub async fn cluster_inventory() -> Result<Arc<dyn Inventory>> {
+    let config = kube::Config::infer().await.map_err(|err| {
+        anyhow::anyhow!(
+            "no Kubernetes API configuration: not running in a cluster and no usable kubeconfig ({err}); \
+             pass --inventory PATH to take cluster state from manifests instead"
+        )
+    })?;
+    tracing::info!(server = %config.cluster_url, "watching the cluster for the inventory");
+    let client = kube::Client::try_from(config).context("cannot build a Kubernetes client")?;
+    Ok(Arc::new(ClusterInventory::start(
+        client,
+        ClusterOptions::default(),
+    )))
 }
 
 /// Loads the policy file, or the default policy when none is given.
@@ -72,9 +104,12 @@ pub fn dev_certificates(dir: &Path) -> Result<(PathBuf, PathBuf)> {
 }
 
 /// Everything `serve` checks before binding: config, certificates.
-pub fn prepare_server(options: &ServeOptions) -> Result<(rustls::ServerConfig, AppState)> {
+pub fn prepare_server(
+    options: &ServeOptions,
+    inventory: Arc<dyn Inventory>,
+) -> Result<(rustls::ServerConfig, AppState)> {
     let policy = load_policy(options.config.as_deref())?;
-    let engine = Engine::new(policy)?;
+    let engine = Engine::with_inventory(policy, inventory)?;
     let (cert, key) = match &options.tls {
         TlsSource::Files { cert, key } => (cert.clone(), key.clone()),
         TlsSource::Dev { dir } => dev_certificates(dir)?,
@@ -92,7 +127,14 @@ pub fn prepare_server(options: &ServeOptions) -> Result<(rustls::ServerConfig, A
 
 /// `applyguard serve`: runs until SIGTERM or Ctrl-C, then drains.
 pub async fn serve(options: ServeOptions) -> Result<()> {
-    let (tls_config, state) = prepare_server(&options)?;
+    // Check what can be checked without the cluster first: config and certificates.
+    prepare_server(&options, Arc::new(crate::inventory::EmptyInventory))?;
+    let inventory = if options.inventory.is_empty() {
+        cluster_inventory().await?
+    } else {
+        manifest_inventory(&options.inventory)?
+    };
+    let (tls_config, state) = prepare_server(&options, inventory)?;
     let server = Server::bind(options.listen, tls_config, state)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;

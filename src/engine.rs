@@ -1,11 +1,14 @@
 //! The decision: which objects are evaluated, which rules run, and what each violation does
 //! under the policy's modes. Pure: no I/O, so `serve`, `review` and tests decide identically.
 
+use std::sync::Arc;
+
 use kube::core::admission::Operation;
 use serde_json::Value;
 
+use crate::inventory::{EmptyInventory, Inventory};
 use crate::policy::{Policy, PolicyError, RuleMode};
-use crate::rules::{RuleSet, Subject, Violation};
+use crate::rules::{Notice, RuleSet, Subject, Violation};
 use crate::workload::{PodView, WorkloadError, WorkloadKind, raw_pod_spec};
 
 /// What the engine needs to know about one admission request.
@@ -49,6 +52,8 @@ pub struct Decision {
     pub denied_by: Vec<Violation>,
     /// Violations of rules in warn mode: returned as warnings, the request is allowed.
     pub warnings: Vec<Violation>,
+    /// Information returned as warnings whatever the mode.
+    pub notices: Vec<Notice>,
     pub skipped: Option<Skip>,
 }
 
@@ -65,20 +70,37 @@ impl Decision {
     }
 }
 
-/// The policy with its rules built, ready to decide.
+/// The policy with its rules built and the inventory they read, ready to decide.
 pub struct Engine {
     policy: Policy,
     rules: RuleSet,
+    inventory: Arc<dyn Inventory>,
 }
 
 impl Engine {
+    /// An engine with no cluster state (every referenced Secret is unknown).
     pub fn new(policy: Policy) -> Result<Engine, PolicyError> {
+        Engine::with_inventory(policy, Arc::new(EmptyInventory))
+    }
+
+    pub fn with_inventory(
+        policy: Policy,
+        inventory: Arc<dyn Inventory>,
+    ) -> Result<Engine, PolicyError> {
         let rules = RuleSet::from_policy(&policy)?;
-        Ok(Engine { policy, rules })
+        Ok(Engine {
+            policy,
+            rules,
+            inventory,
+        })
     }
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    pub fn inventory(&self) -> &Arc<dyn Inventory> {
+        &self.inventory
     }
 
     /// Decides one request.
@@ -106,9 +128,14 @@ impl Engine {
         let subject = Subject {
             namespace: request.namespace,
             pod: &pod,
+            inventory: self.inventory.as_ref(),
         };
-        let mut decision = Decision::default();
-        for violation in self.rules.check(&subject) {
+        let findings = self.rules.check(&subject);
+        let mut decision = Decision {
+            notices: findings.notices,
+            ..Decision::default()
+        };
+        for violation in findings.violations {
             match self.policy.rule_mode(violation.rule) {
                 RuleMode::Enforce => decision.denied_by.push(violation),
                 RuleMode::Warn => decision.warnings.push(violation),

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod certs;
 pub mod commands;
 pub mod engine;
+pub mod inventory;
 pub mod logging;
 pub mod policy;
 pub mod review;

@@ -3,6 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -12,6 +13,7 @@ use applyguard::commands::{
     self, DEFAULT_LISTEN, DEV_CERT_DIR, DEV_LISTEN, ServeOptions, TlsSource,
 };
 use applyguard::engine::Engine;
+use applyguard::inventory::{EmptyInventory, Inventory};
 use applyguard::logging::{self, LogFormat};
 use applyguard::review;
 use applyguard::server::Limits;
@@ -57,11 +59,19 @@ enum Command {
         /// Seconds to report not-ready before refusing new connections after SIGTERM.
         #[arg(long, default_value_t = 0)]
         shutdown_delay: u64,
+        /// Take cluster state from these manifests (files or directories) instead of the API
+        /// server (repeatable).
+        #[arg(long)]
+        inventory: Vec<PathBuf>,
     },
     /// Answer one AdmissionReview (file or - for stdin) offline, exactly as serve would.
     Review {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Cluster state as manifests (files or directories; repeatable). Without it, no
+        /// Secret is known to exist.
+        #[arg(long)]
+        inventory: Vec<PathBuf>,
         /// AdmissionReview JSON; - or nothing reads standard input.
         file: Option<PathBuf>,
     },
@@ -94,6 +104,7 @@ fn main() -> ExitCode {
             max_body_bytes,
             shutdown_timeout,
             shutdown_delay,
+            inventory,
         } => {
             logging::init(log_format);
             let tls = match (tls_cert, tls_key, dev) {
@@ -119,6 +130,7 @@ fn main() -> ExitCode {
                     shutdown_delay: Duration::from_secs(shutdown_delay),
                     ..Limits::default()
                 },
+                inventory,
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -139,9 +151,20 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Review { config, file } => {
+        Command::Review {
+            config,
+            inventory,
+            file,
+        } => {
             let result = commands::load_policy(config.as_deref())
-                .and_then(|policy| Ok(Engine::new(policy)?))
+                .and_then(|policy| {
+                    let inventory = if inventory.is_empty() {
+                        Arc::new(EmptyInventory) as Arc<dyn Inventory>
+                    } else {
+                        commands::manifest_inventory(&inventory)?
+                    };
+                    Ok(Engine::with_inventory(policy, inventory)?)
+                })
                 .and_then(|engine| {
                     let (name, body) =
                         review::read_input(file.as_deref(), Limits::default().max_body_bytes)?;

@@ -17,6 +17,27 @@ pub enum Mode {
     Warn,
 }
 
+/// What `serve` does with a check it cannot make because the cluster inventory is not ready
+/// (not yet synced, or its cache was lost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    /// Deny the request, saying why (the safe default with `failurePolicy: Fail`).
+    #[default]
+    Deny,
+    /// Allow it with a warning that the check was not made.
+    Warn,
+}
+
+impl FailureMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureMode::Deny => "deny",
+            FailureMode::Warn => "warn",
+        }
+    }
+}
+
 /// The mode of one rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,6 +73,8 @@ pub struct Policy {
     #[serde(default)]
     pub mode: Mode,
     #[serde(default)]
+    pub failure_mode: FailureMode,
+    #[serde(default)]
     pub rules: Rules,
 }
 
@@ -59,10 +82,18 @@ pub struct Policy {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rules {
+    #[serde(rename = "secret-ref", default)]
+    pub secret_ref: SecretRefConfig,
     #[serde(rename = "root-container", default)]
     pub root_container: RootContainerConfig,
     #[serde(rename = "placeholder-image", default)]
     pub placeholder_image: PlaceholderImageConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretRefConfig {
+    pub mode: Option<RuleMode>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -145,6 +176,7 @@ impl Policy {
     /// The effective mode of a rule: its own, or the policy's default.
     pub fn rule_mode(&self, rule: RuleId) -> RuleMode {
         let own = match rule {
+            RuleId::SecretRef => self.rules.secret_ref.mode,
             RuleId::RootContainer => self.rules.root_container.mode,
             RuleId::PlaceholderImage => self.rules.placeholder_image.mode,
         };

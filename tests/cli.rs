@@ -24,6 +24,10 @@ const FIXTURES: &[&str] = &[
     "pod-ephemeral-update-denied",
 ];
 
+fn inventory_dir() -> String {
+    format!("{}/tests/fixtures/inventory", env!("CARGO_MANIFEST_DIR"))
+}
+
 fn fixture_path(name: &str) -> String {
     format!(
         "{}/tests/fixtures/admission/{name}.json",
@@ -197,9 +201,34 @@ fn serve_refuses_to_start_without_usable_certificates_or_config() {
             "sometimes",
         ),
         (vec![], "pass --tls-cert and --tls-key, or --dev"),
+        (
+            vec![
+                "--inventory".into(),
+                s(&dir.path().join("no-such-dir")),
+                "--tls-cert".into(),
+                s(&certs.tls_cert),
+                "--tls-key".into(),
+                s(&certs.tls_key),
+            ],
+            "no-such-dir",
+        ),
+        // No --inventory, not in a cluster, no kubeconfig: a clear error, never a silent fallback.
+        (
+            vec![
+                "--tls-cert".into(),
+                s(&certs.tls_cert),
+                "--tls-key".into(),
+                s(&certs.tls_key),
+            ],
+            "no Kubernetes API configuration",
+        ),
     ];
     for (args, message) in cases {
         let output = Command::new(BIN)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
+            .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+            .env("HOME", dir.path())
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(&args)
@@ -258,6 +287,7 @@ fn spawn_serve(dir: &Path, args: &[&str]) -> (std::process::Child, std::net::Soc
         .current_dir(dir)
         .arg("serve")
         .args(args)
+        .args(["--inventory", &inventory_dir()])
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .stderr(Stdio::piped())
         .spawn()
@@ -363,4 +393,108 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
         .unwrap()
         .unwrap();
     assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn review_with_inventory_resolves_secrets() {
+    let run = |fixture: &str, inventory: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("review");
+        if inventory {
+            cmd.args(["--inventory", &inventory_dir()]);
+        }
+        let output = cmd.arg(fixture_path(fixture)).output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()["response"].clone()
+    };
+    let allowed = run("deployment-secrets-allowed", true);
+    assert_eq!(allowed["allowed"], true, "{allowed}");
+    let warnings = allowed["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("Certificate web")),
+        "{warnings:?}"
+    );
+    let denied = run("deployment-secrets-denied", true);
+    let message = denied["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "[secret-ref] spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef"
+        ),
+        "{message}"
+    );
+    assert!(message.contains("not \"username\""), "{message}");
+    assert!(
+        message.contains("[secret-ref] spec.template.spec.containers[0].envFrom[0].secretRef"),
+        "{message}"
+    );
+    // Offline without --inventory nothing is known to exist, and the message says so.
+    let offline = run("deployment-secrets-allowed", false);
+    assert_eq!(offline["allowed"], false);
+    assert!(
+        offline["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no --inventory given")
+    );
+}
+
+#[tokio::test]
+async fn serve_with_inventory_allows_and_denies_deployments_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::certs(dir.path());
+    let (child, addr) = spawn_serve(
+        dir.path(),
+        &[
+            "--tls-cert",
+            &certs.tls_cert.display().to_string(),
+            "--tls-key",
+            &certs.tls_key.display().to_string(),
+        ],
+    );
+    let _child = Guard(child);
+    for (name, allowed) in [
+        ("deployment-secrets-allowed", true),
+        ("deployment-secrets-denied", false),
+    ] {
+        for http in [Http::One, Http::Two] {
+            let body = client(&certs.ca_cert, http)
+                .post(format!("https://localhost:{}/validate", addr.port()))
+                .body(fixture(&format!("admission/{name}.json")))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let response: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(response["response"]["allowed"], allowed, "{name}: {body}");
+            // Identical to the offline answer.
+            let offline = Command::new(BIN)
+                .args([
+                    "review",
+                    "--inventory",
+                    &inventory_dir(),
+                    &fixture_path(name),
+                ])
+                .output()
+                .unwrap();
+            assert_eq!(offline.stdout, body.as_bytes(), "{name}");
+        }
+    }
+}
+
+/// Kills the child when the test ends, pass or fail.
+struct Guard(std::process::Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -2,29 +2,38 @@
 
 mod placeholder_image;
 mod root_container;
+mod secret_ref;
 
 pub use placeholder_image::{ImageVerdict, PlaceholderImage, classify_image};
 pub use root_container::RootContainer;
+pub use secret_ref::SecretReferences;
 
 use std::fmt;
 
+use crate::inventory::Inventory;
 use crate::policy::{Policy, PolicyError};
 use crate::workload::PodView;
 
 /// The stable identifiers of the rules; they appear in config keys, messages, metrics and labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RuleId {
-    RootContainer,
+    SecretRef,
     PlaceholderImage,
+    RootContainer,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 2] = [RuleId::RootContainer, RuleId::PlaceholderImage];
+    pub const ALL: [RuleId; 3] = [
+        RuleId::SecretRef,
+        RuleId::PlaceholderImage,
+        RuleId::RootContainer,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            RuleId::RootContainer => "root-container",
+            RuleId::SecretRef => "secret-ref",
             RuleId::PlaceholderImage => "placeholder-image",
+            RuleId::RootContainer => "root-container",
         }
     }
 
@@ -63,16 +72,34 @@ impl fmt::Display for Violation {
     }
 }
 
-/// What a rule looks at: the object under review, seen as a pod spec.
-pub struct Subject<'a> {
-    pub namespace: &'a str,
-    pub pod: &'a PodView,
+/// Something worth telling the user that is not a violation (a Secret that an ExternalSecret
+/// will produce, a key that cannot be verified). Always returned as a warning, in every mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub rule: RuleId,
+    pub path: String,
+    pub message: String,
 }
 
-/// A rule checks one subject and appends what it finds.
+/// What the rules found in one object.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub violations: Vec<Violation>,
+    pub notices: Vec<Notice>,
+}
+
+/// What a rule looks at: the object under review, seen as a pod spec, and the cluster state.
+pub struct Subject<'a> {
+    /// The namespace references resolve in: the object's, or the request's when it has none.
+    pub namespace: &'a str,
+    pub pod: &'a PodView,
+    pub inventory: &'a dyn Inventory,
+}
+
+/// A rule checks one subject and appends what it finds. Rules never do I/O.
 pub trait Rule: Send + Sync {
     fn id(&self) -> RuleId;
-    fn check(&self, subject: &Subject<'_>, out: &mut Vec<Violation>);
+    fn check(&self, subject: &Subject<'_>, out: &mut Findings);
 }
 
 /// The rules a policy turns on, built once per policy (patterns compiled up front).
@@ -89,6 +116,7 @@ impl RuleSet {
                 continue;
             }
             rules.push(match id {
+                RuleId::SecretRef => Box::new(SecretReferences::new(policy.failure_mode)),
                 RuleId::RootContainer => Box::new(RootContainer),
                 RuleId::PlaceholderImage => {
                     Box::new(PlaceholderImage::new(&policy.rules.placeholder_image)?)
@@ -98,8 +126,8 @@ impl RuleSet {
         Ok(RuleSet { rules })
     }
 
-    pub fn check(&self, subject: &Subject<'_>) -> Vec<Violation> {
-        let mut out = Vec::new();
+    pub fn check(&self, subject: &Subject<'_>) -> Findings {
+        let mut out = Findings::default();
         for rule in &self.rules {
             rule.check(subject, &mut out);
         }

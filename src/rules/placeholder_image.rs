@@ -9,7 +9,7 @@
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use oci_spec::distribution::Reference;
 
-use super::{Rule, RuleId, Subject, Violation};
+use super::{Findings, Rule, RuleId, Subject, Violation};
 use crate::policy::{PlaceholderImageConfig, PolicyError};
 
 /// Why an image is a placeholder, or `Ok` with the parsed reference.
@@ -216,7 +216,8 @@ impl Rule for PlaceholderImage {
         RuleId::PlaceholderImage
     }
 
-    fn check(&self, subject: &Subject<'_>, out: &mut Vec<Violation>) {
+    fn check(&self, subject: &Subject<'_>, findings: &mut Findings) {
+        let out = &mut findings.violations;
         for container in subject.pod.containers() {
             let image = container.image.unwrap_or("");
             let who = container.describe();
@@ -427,14 +428,16 @@ mod tests {
             .unwrap()
             .unwrap();
         let rule = PlaceholderImage::new(&PlaceholderImageConfig::default()).unwrap();
-        let mut out = Vec::new();
+        let mut out = Findings::default();
         rule.check(
             &Subject {
                 namespace: "default",
                 pod: &pod,
+                inventory: &crate::inventory::EmptyInventory,
             },
             &mut out,
         );
+        let out = out.violations;
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].rule, RuleId::PlaceholderImage);
         assert_eq!(out[0].path, "spec.template.spec.containers[1].image");
@@ -454,14 +457,16 @@ mod tests {
             .unwrap()
             .unwrap();
         let rule = PlaceholderImage::new(&PlaceholderImageConfig::default()).unwrap();
-        let mut out = Vec::new();
+        let mut out = Findings::default();
         rule.check(
             &Subject {
                 namespace: "default",
                 pod: &pod,
+                inventory: &crate::inventory::EmptyInventory,
             },
             &mut out,
         );
+        let out = out.violations;
         let paths: Vec<_> = out.iter().map(|v| v.path.as_str()).collect();
         assert_eq!(
             paths,

@@ -7,7 +7,7 @@
 //! For Windows pods (`spec.os.name: windows`) the user is `windowsOptions.runAsUserName`, and
 //! `ContainerAdministrator` is the root equivalent.
 
-use super::{Rule, RuleId, Subject, Violation};
+use super::{Findings, Rule, RuleId, Subject, Violation};
 use crate::workload::ContainerView;
 
 pub struct RootContainer;
@@ -48,7 +48,8 @@ impl Rule for RootContainer {
         RuleId::RootContainer
     }
 
-    fn check(&self, subject: &Subject<'_>, out: &mut Vec<Violation>) {
+    fn check(&self, subject: &Subject<'_>, findings: &mut Findings) {
+        let out = &mut findings.violations;
         let windows = subject.pod.is_windows();
         for container in subject.pod.containers() {
             let eff = effective(subject, &container);
@@ -123,14 +124,16 @@ mod tests {
 
     fn check(kind: WorkloadKind, object: &Value) -> Vec<(String, String)> {
         let pod = PodView::from_object(kind, object).unwrap().unwrap();
-        let mut out = Vec::new();
+        let mut out = Findings::default();
         RootContainer.check(
             &Subject {
                 namespace: "default",
                 pod: &pod,
+                inventory: &crate::inventory::EmptyInventory,
             },
             &mut out,
         );
+        let out = out.violations;
         out.into_iter().map(|v| (v.path, v.value)).collect()
     }
 

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use crate::admission;
+use crate::inventory::Readiness;
 
 fn text(status: StatusCode, message: String) -> Response {
     (
@@ -114,10 +115,19 @@ pub async fn healthz() -> Response {
     text(StatusCode::OK, "ok".to_string())
 }
 
+/// Ready to decide: serving (not shutting down) and the inventory has synced.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.ready.load(Ordering::SeqCst) {
-        text(StatusCode::OK, "ready".to_string())
-    } else {
-        text(StatusCode::SERVICE_UNAVAILABLE, "not ready".to_string())
+    if !state.ready.load(Ordering::SeqCst) {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down".to_string(),
+        );
+    }
+    match state.engine.load().inventory().readiness() {
+        Readiness::Ready => text(StatusCode::OK, "ready".to_string()),
+        Readiness::NotReady(reason) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}"),
+        ),
     }
 }

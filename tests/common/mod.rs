@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use applyguard::certs::{CertOutput, CertRequest, generate};
 use applyguard::commands::{ServeOptions, TlsSource, prepare_server};
+use applyguard::inventory::{EmptyInventory, Inventory};
 use applyguard::server::{Limits, Server};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -63,6 +64,14 @@ impl Drop for TestServer {
 }
 
 pub async fn start(config: Option<&str>, limits: Limits) -> TestServer {
+    start_with(config, limits, Arc::new(EmptyInventory)).await
+}
+
+pub async fn start_with(
+    config: Option<&str>,
+    limits: Limits,
+    inventory: Arc<dyn Inventory>,
+) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let certs = certs(dir.path());
     let config_path = config.map(|text| {
@@ -78,8 +87,9 @@ pub async fn start(config: Option<&str>, limits: Limits) -> TestServer {
             key: certs.tls_key.clone(),
         },
         limits,
+        inventory: Vec::new(),
     };
-    let (tls, state) = prepare_server(&options).unwrap();
+    let (tls, state) = prepare_server(&options, inventory).unwrap();
     let server = Server::bind(options.listen, tls, state).await.unwrap();
     let addr = server.local_addr().unwrap();
     let (tx, rx) = oneshot::channel();

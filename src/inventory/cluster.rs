@@ -1,0 +1,558 @@
+//! The cluster inventory: kube-rs watchers (list + watch, with relists on 410 Gone and dropped
+//! connections) feeding an in-memory, indexed cache. No API call is made while answering an
+//! admission request.
+//!
+//! Secrets are decoded into [`SlimSecret`], whose deserializer keeps the name, namespace, type
+//! and key names and skips every value (and every annotation, where `kubectl apply` keeps a
+//! plaintext copy of the Secret): no Secret value is ever held, not even transiently as a Rust
+//! string. ExternalSecret, SealedSecret and Certificate are watched only where discovery shows
+//! their API is served, re-checked periodically so that a CRD installed later is picked up.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Deserializer};
+use tokio::task::JoinHandle;
+
+use super::{
+    Catalog, ConfigMapInfo, Inventory, Producer, ProducerKind, Readiness, SecretInfo,
+    SharedCatalog, producer_from_object, read, write,
+};
+
+/// Tuning for the watches.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// How often discovery is re-checked for producer CRDs installed or removed after start.
+    pub discovery_interval: Duration,
+    /// List page size for the initial list and every relist.
+    pub page_size: u32,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            discovery_interval: Duration::from_secs(30),
+            page_size: 500,
+        }
+    }
+}
+
+/// Object metadata reduced to what the inventory needs: no annotations, no managed fields.
+fn slim_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Slim {
+        name: Option<String>,
+        namespace: Option<String>,
+        resource_version: Option<String>,
+        uid: Option<String>,
+        labels: Option<BTreeMap<String, String>>,
+    }
+    let slim = Slim::deserialize(d)?;
+    Ok(ObjectMeta {
+        name: slim.name,
+        namespace: slim.namespace,
+        resource_version: slim.resource_version,
+        uid: slim.uid,
+        labels: slim.labels,
+        ..ObjectMeta::default()
+    })
+}
+
+/// The keys of a map; its values are skipped by the parser without being stored.
+fn keys_only<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeSet<String>, D::Error> {
+    let map: Option<BTreeMap<String, IgnoredAny>> = Option::deserialize(d)?;
+    Ok(map.map(|m| m.into_keys().collect()).unwrap_or_default())
+}
+
+macro_rules! slim_resource {
+    ($name:ident, $kind:literal, $plural:literal, $scope:ty) => {
+        impl Resource for $name {
+            type DynamicType = ();
+            type Scope = $scope;
+            fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+                $kind.into()
+            }
+            fn group(_: &()) -> std::borrow::Cow<'_, str> {
+                "".into()
+            }
+            fn version(_: &()) -> std::borrow::Cow<'_, str> {
+                "v1".into()
+            }
+            fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+                $plural.into()
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+
+/// A Secret without its values.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SlimSecret {
+    #[serde(deserialize_with = "slim_meta")]
+    pub metadata: ObjectMeta,
+    #[serde(rename = "type", default)]
+    pub secret_type: Option<String>,
+    #[serde(default, deserialize_with = "keys_only")]
+    pub data: BTreeSet<String>,
+    #[serde(rename = "stringData", default, deserialize_with = "keys_only")]
+    pub string_data: BTreeSet<String>,
+}
+slim_resource!(SlimSecret, "Secret", "secrets", NamespaceResourceScope);
+
+/// A ConfigMap without annotations and without binary values.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SlimConfigMap {
+    #[serde(deserialize_with = "slim_meta")]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub data: Option<BTreeMap<String, String>>,
+    #[serde(rename = "binaryData", default, deserialize_with = "keys_only")]
+    pub binary_data: BTreeSet<String>,
+}
+slim_resource!(
+    SlimConfigMap,
+    "ConfigMap",
+    "configmaps",
+    NamespaceResourceScope
+);
+
+/// A Namespace: its name and labels.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SlimNamespace {
+    #[serde(deserialize_with = "slim_meta")]
+    pub metadata: ObjectMeta,
+}
+slim_resource!(
+    SlimNamespace,
+    "Namespace",
+    "namespaces",
+    ClusterResourceScope
+);
+
+/// Per watched resource: has the initial list completed, and the last error.
+#[derive(Debug, Clone, Default)]
+struct WatchState {
+    synced: bool,
+    /// Counts towards readiness (the core resources and producers found at start).
+    required: bool,
+    last_error: Option<String>,
+    last_event: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Shared {
+    catalog: SharedCatalog,
+    watches: Mutex<BTreeMap<String, WatchState>>,
+    /// Has the first discovery pass for producer CRDs completed?
+    discovered: Mutex<bool>,
+    producer_tasks: Mutex<HashMap<ProducerKind, (String, JoinHandle<()>)>>,
+}
+
+impl Shared {
+    fn update(&self, resource: &str, f: impl FnOnce(&mut WatchState)) {
+        let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        f(watches.entry(resource.to_string()).or_default());
+    }
+}
+
+/// How one resource's events change the catalog.
+trait Sink<K>: Send + Sync + 'static {
+    fn put(&self, catalog: &mut Catalog, object: &K);
+    fn remove(&self, catalog: &mut Catalog, object: &K);
+    fn clear(&self, catalog: &mut Catalog);
+}
+
+fn name_ns<K: Resource>(object: &K) -> (String, String) {
+    let meta = object.meta();
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+struct Secrets;
+impl Sink<SlimSecret> for Secrets {
+    fn put(&self, catalog: &mut Catalog, s: &SlimSecret) {
+        let (ns, name) = name_ns(s);
+        let keys = s.data.union(&s.string_data).cloned().collect();
+        let secret_type = s
+            .secret_type
+            .clone()
+            .unwrap_or_else(|| "Opaque".to_string());
+        catalog.put_secret(&ns, &name, SecretInfo { secret_type, keys });
+    }
+    fn remove(&self, catalog: &mut Catalog, s: &SlimSecret) {
+        let (ns, name) = name_ns(s);
+        catalog.remove_secret(&ns, &name);
+    }
+    fn clear(&self, catalog: &mut Catalog) {
+        catalog.clear_secrets();
+    }
+}
+
+struct ConfigMaps;
+impl Sink<SlimConfigMap> for ConfigMaps {
+    fn put(&self, catalog: &mut Catalog, c: &SlimConfigMap) {
+        let (ns, name) = name_ns(c);
+        let info = ConfigMapInfo {
+            data: c.data.clone().unwrap_or_default(),
+            binary_keys: c.binary_data.clone(),
+        };
+        catalog.put_config_map(&ns, &name, info);
+    }
+    fn remove(&self, catalog: &mut Catalog, c: &SlimConfigMap) {
+        let (ns, name) = name_ns(c);
+        catalog.remove_config_map(&ns, &name);
+    }
+    fn clear(&self, catalog: &mut Catalog) {
+        catalog.clear_config_maps();
+    }
+}
+
+struct Namespaces;
+impl Sink<SlimNamespace> for Namespaces {
+    fn put(&self, catalog: &mut Catalog, n: &SlimNamespace) {
+        let (_, name) = name_ns(n);
+        catalog.put_namespace(&name, n.metadata.labels.clone().unwrap_or_default());
+    }
+    fn remove(&self, catalog: &mut Catalog, n: &SlimNamespace) {
+        let (_, name) = name_ns(n);
+        catalog.remove_namespace(&name);
+    }
+    fn clear(&self, catalog: &mut Catalog) {
+        catalog.clear_namespaces();
+    }
+}
+
+struct Producers(ProducerKind);
+impl Sink<DynamicObject> for Producers {
+    fn put(&self, catalog: &mut Catalog, object: &DynamicObject) {
+        let (ns, name) = name_ns(object);
+        // Remove first: an update may change the target, or stop producing (creationPolicy: None).
+        catalog.remove_producer(self.0, &ns, &name);
+        if let Ok(value) = serde_json::to_value(object)
+            && let Some(producer) = producer_from_object(self.0, &value, &ns)
+        {
+            catalog.put_producer(producer);
+        }
+    }
+    fn remove(&self, catalog: &mut Catalog, object: &DynamicObject) {
+        let (ns, name) = name_ns(object);
+        catalog.remove_producer(self.0, &ns, &name);
+    }
+    fn clear(&self, catalog: &mut Catalog) {
+        catalog.clear_producers(self.0);
+    }
+}
+
+/// Runs one watch until aborted: relists (Init..InitDone) replace that resource's entries in
+/// one step, so a relist after 410 Gone or a dropped connection never shows a half-empty cache.
+async fn run_watch<K, S>(
+    shared: Arc<Shared>,
+    resource: String,
+    api: Api<K>,
+    page_size: u32,
+    sink: S,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    S: Sink<K>,
+{
+    let config = watcher::Config::default().page_size(page_size);
+    let mut stream = watcher(api, config).default_backoff().boxed();
+    let mut buffer: Option<Vec<K>> = None;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Init) => buffer = Some(Vec::new()),
+            Ok(watcher::Event::InitApply(object)) => {
+                buffer.get_or_insert_with(Vec::new).push(object)
+            }
+            Ok(watcher::Event::InitDone) => {
+                let objects = buffer.take().unwrap_or_default();
+                let count = objects.len();
+                {
+                    let mut catalog = write(&shared.catalog);
+                    sink.clear(&mut catalog);
+                    for object in &objects {
+                        sink.put(&mut catalog, object);
+                    }
+                }
+                shared.update(&resource, |w| {
+                    if !w.synced {
+                        tracing::info!(resource = %resource, objects = count, "inventory synced");
+                    }
+                    w.synced = true;
+                    w.last_error = None;
+                    w.last_event = Some(Instant::now());
+                });
+            }
+            Ok(watcher::Event::Apply(object)) => {
+                sink.put(&mut write(&shared.catalog), &object);
+                shared.update(&resource, |w| {
+                    w.last_error = None;
+                    w.last_event = Some(Instant::now());
+                });
+            }
+            Ok(watcher::Event::Delete(object)) => {
+                sink.remove(&mut write(&shared.catalog), &object);
+                shared.update(&resource, |w| w.last_event = Some(Instant::now()));
+            }
+            Err(err) => {
+                tracing::warn!(resource = %resource, error = %err, "watch failed; retrying with backoff (the cache keeps its last state)");
+                shared.update(&resource, |w| w.last_error = Some(err.to_string()));
+            }
+        }
+    }
+}
+
+/// Discovers which version of a producer's API is served, if any.
+async fn served_version(
+    client: &Client,
+    kind: ProducerKind,
+) -> Result<Option<String>, kube::Error> {
+    for version in kind.versions() {
+        match client
+            .list_api_group_resources(&format!("{}/{version}", kind.group()))
+            .await
+        {
+            Ok(list) if list.resources.iter().any(|r| r.name == kind.resource()) => {
+                return Ok(Some(version.to_string()));
+            }
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(None)
+}
+
+/// One discovery pass: start watches for producer APIs that appeared, stop those that went.
+async fn discover(
+    shared: &Arc<Shared>,
+    client: &Client,
+    page_size: u32,
+    first: bool,
+) -> Result<(), kube::Error> {
+    for kind in ProducerKind::ALL {
+        let version = served_version(client, kind).await?;
+        let mut tasks = shared
+            .producer_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let current = tasks.get(&kind).map(|(v, _)| v.clone());
+        if current == version {
+            continue;
+        }
+        if let Some((old, handle)) = tasks.remove(&kind) {
+            handle.abort();
+            Producers(kind).clear(&mut write(&shared.catalog));
+            shared
+                .watches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&format!("{}.{}/{old}", kind.resource(), kind.group()));
+            tracing::info!(kind = kind.kind(), version = %old, "producer API no longer served; stopped watching");
+        }
+        if let Some(version) = version {
+            let resource = format!("{}.{}/{version}", kind.resource(), kind.group());
+            let api_resource = ApiResource {
+                group: kind.group().to_string(),
+                version: version.clone(),
+                api_version: format!("{}/{version}", kind.group()),
+                kind: kind.kind().to_string(),
+                plural: kind.resource().to_string(),
+            };
+            // Producers found at start-up must sync before ready; one installed later is
+            // watched without taking every replica out of service while it lists.
+            shared.update(&resource, |w| w.required = first);
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource);
+            let handle = tokio::spawn(run_watch(
+                shared.clone(),
+                resource.clone(),
+                api,
+                page_size,
+                Producers(kind),
+            ));
+            tracing::info!(kind = kind.kind(), %version, "producer API served; watching");
+            tasks.insert(kind, (version, handle));
+        }
+    }
+    Ok(())
+}
+
+/// Cluster state from the API server, kept current by watches.
+pub struct ClusterInventory {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ClusterInventory {
+    /// Starts the watches and the discovery loop. Returns at once; `readiness()` turns
+    /// `Ready` once every initial list has completed.
+    pub fn start(client: Client, options: ClusterOptions) -> ClusterInventory {
+        let shared = Arc::new(Shared::default());
+        for resource in ["secrets", "configmaps", "namespaces"] {
+            shared.update(resource, |w| w.required = true);
+        }
+        let page = options.page_size;
+        let mut tasks = vec![
+            tokio::spawn(run_watch(
+                shared.clone(),
+                "secrets".into(),
+                Api::<SlimSecret>::all(client.clone()),
+                page,
+                Secrets,
+            )),
+            tokio::spawn(run_watch(
+                shared.clone(),
+                "configmaps".into(),
+                Api::<SlimConfigMap>::all(client.clone()),
+                page,
+                ConfigMaps,
+            )),
+            tokio::spawn(run_watch(
+                shared.clone(),
+                "namespaces".into(),
+                Api::<SlimNamespace>::all(client.clone()),
+                page,
+                Namespaces,
+            )),
+        ];
+        let discovery_shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                match discover(&discovery_shared, &client, page, first).await {
+                    Ok(()) => {
+                        if first {
+                            *discovery_shared
+                                .discovered
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner()) = true;
+                        }
+                        first = false;
+                        tokio::time::sleep(options.discovery_interval).await;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "discovery of producer APIs failed; retrying");
+                        let retry = if first {
+                            Duration::from_secs(1)
+                        } else {
+                            options.discovery_interval
+                        };
+                        tokio::time::sleep(retry.min(options.discovery_interval)).await;
+                    }
+                }
+            }
+        }));
+        ClusterInventory { shared, tasks }
+    }
+
+    /// Object counts per resource.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        read(&self.shared.catalog).counts()
+    }
+
+    /// Resources being watched, and whether each has synced.
+    pub fn watches(&self) -> BTreeMap<String, bool> {
+        self.shared
+            .watches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, w)| (k.clone(), w.synced))
+            .collect()
+    }
+
+    /// A debug dump of everything the cache holds (tests assert no Secret value is in it).
+    pub fn dump(&self) -> String {
+        format!("{:?}", *read(&self.shared.catalog))
+    }
+}
+
+impl Drop for ClusterInventory {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for (_, (_, handle)) in self
+            .shared
+            .producer_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+        {
+            handle.abort();
+        }
+    }
+}
+
+impl Inventory for ClusterInventory {
+    fn secret(&self, namespace: &str, name: &str) -> Option<SecretInfo> {
+        read(&self.shared.catalog).secret(namespace, name)
+    }
+    fn producers(&self, namespace: &str, secret: &str) -> Vec<Producer> {
+        read(&self.shared.catalog).producers(namespace, secret)
+    }
+    fn secret_names(&self, namespace: &str) -> Vec<String> {
+        read(&self.shared.catalog).secret_names(namespace)
+    }
+    fn namespaces_with_secret(&self, name: &str, except: &str) -> Vec<String> {
+        read(&self.shared.catalog).namespaces_with_secret(name, except)
+    }
+    fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMapInfo> {
+        read(&self.shared.catalog).config_map(namespace, name)
+    }
+    fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        read(&self.shared.catalog).namespace_labels(name)
+    }
+    fn readiness(&self) -> Readiness {
+        let mut pending: Vec<String> = self
+            .shared
+            .watches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, w)| w.required && !w.synced)
+            .map(|(name, w)| match &w.last_error {
+                Some(err) => format!("{name} (last error: {err})"),
+                None => name.clone(),
+            })
+            .collect();
+        if !*self
+            .shared
+            .discovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            pending
+                .push("discovery of ExternalSecret, SealedSecret and Certificate APIs".to_string());
+        }
+        if pending.is_empty() {
+            Readiness::Ready
+        } else {
+            Readiness::NotReady(format!(
+                "initial list not complete for {}",
+                pending.join(", ")
+            ))
+        }
+    }
+    fn source(&self) -> &str {
+        "the cluster"
+    }
+}

@@ -1,0 +1,266 @@
+//! Cluster state as the rules see it: Secrets (type and key names only), what will produce a
+//! Secret, ConfigMaps and namespace labels, behind one trait with two sources (a watch cache of
+//! the cluster, or a static set loaded from manifests).
+
+pub mod cluster;
+pub mod manifests;
+mod producers;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+
+pub use producers::{ProducedKeys, Producer, ProducerKind, producer_from_object};
+
+/// A Secret as applyguard keeps it: never its values.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SecretInfo {
+    pub secret_type: String,
+    pub keys: BTreeSet<String>,
+}
+
+/// A ConfigMap's data (ConfigMaps hold configuration, not secrets; the Kafka rule reads them).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConfigMapInfo {
+    pub data: BTreeMap<String, String>,
+    /// Keys of `binaryData`; values are not kept.
+    pub binary_keys: BTreeSet<String>,
+}
+
+/// Whether the inventory can answer for the cluster right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Not every initial list has completed (or the cache was lost); the text says which.
+    NotReady(String),
+}
+
+/// What the rules read cluster state through. Implementations never do I/O here: an admission
+/// request is answered from memory.
+pub trait Inventory: Send + Sync {
+    fn secret(&self, namespace: &str, name: &str) -> Option<SecretInfo>;
+    /// Producers (ExternalSecret, SealedSecret, Certificate) whose output is this Secret.
+    fn producers(&self, namespace: &str, secret: &str) -> Vec<Producer>;
+    /// Names of Secrets that exist or will be produced in a namespace (for typo suggestions).
+    fn secret_names(&self, namespace: &str) -> Vec<String>;
+    /// Namespaces, other than `except`, where a Secret of this name exists.
+    fn namespaces_with_secret(&self, name: &str, except: &str) -> Vec<String>;
+    fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMapInfo>;
+    fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>>;
+    fn readiness(&self) -> Readiness;
+    /// Where the state comes from, for "not found" messages ("in the cluster", "in the given
+    /// manifests", "no --inventory was given").
+    fn source(&self) -> &str;
+}
+
+type Key = (String, String);
+
+fn key(namespace: &str, name: &str) -> Key {
+    (namespace.to_string(), name.to_string())
+}
+
+/// The indexed state both implementations keep.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    secrets: HashMap<Key, SecretInfo>,
+    secrets_by_name: HashMap<String, BTreeSet<String>>,
+    /// (namespace, producer object name) -> producer, per producer kind.
+    producers: HashMap<(ProducerKind, Key), Producer>,
+    /// (namespace, target secret) -> producer keys.
+    producers_by_target: HashMap<Key, BTreeSet<(ProducerKind, String)>>,
+    config_maps: HashMap<Key, ConfigMapInfo>,
+    namespaces: HashMap<String, BTreeMap<String, String>>,
+}
+
+impl Catalog {
+    pub fn put_secret(&mut self, namespace: &str, name: &str, info: SecretInfo) {
+        self.secrets_by_name
+            .entry(name.to_string())
+            .or_default()
+            .insert(namespace.to_string());
+        self.secrets.insert(key(namespace, name), info);
+    }
+
+    pub fn remove_secret(&mut self, namespace: &str, name: &str) {
+        self.secrets.remove(&key(namespace, name));
+        if let Some(namespaces) = self.secrets_by_name.get_mut(name) {
+            namespaces.remove(namespace);
+            if namespaces.is_empty() {
+                self.secrets_by_name.remove(name);
+            }
+        }
+    }
+
+    pub fn clear_secrets(&mut self) {
+        self.secrets.clear();
+        self.secrets_by_name.clear();
+    }
+
+    pub fn put_producer(&mut self, producer: Producer) {
+        let id = (producer.kind, key(&producer.namespace, &producer.name));
+        self.remove_producer(producer.kind, &producer.namespace, &producer.name);
+        self.producers_by_target
+            .entry(key(&producer.namespace, &producer.target))
+            .or_default()
+            .insert((producer.kind, producer.name.clone()));
+        self.producers.insert(id, producer);
+    }
+
+    pub fn remove_producer(&mut self, kind: ProducerKind, namespace: &str, name: &str) {
+        if let Some(old) = self.producers.remove(&(kind, key(namespace, name))) {
+            let target = key(&old.namespace, &old.target);
+            if let Some(set) = self.producers_by_target.get_mut(&target) {
+                set.remove(&(kind, name.to_string()));
+                if set.is_empty() {
+                    self.producers_by_target.remove(&target);
+                }
+            }
+        }
+    }
+
+    pub fn clear_producers(&mut self, kind: ProducerKind) {
+        let ids: Vec<_> = self
+            .producers
+            .keys()
+            .filter(|(k, _)| *k == kind)
+            .cloned()
+            .collect();
+        for (k, (ns, name)) in ids {
+            self.remove_producer(k, &ns, &name);
+        }
+    }
+
+    pub fn put_config_map(&mut self, namespace: &str, name: &str, info: ConfigMapInfo) {
+        self.config_maps.insert(key(namespace, name), info);
+    }
+
+    pub fn remove_config_map(&mut self, namespace: &str, name: &str) {
+        self.config_maps.remove(&key(namespace, name));
+    }
+
+    pub fn clear_config_maps(&mut self) {
+        self.config_maps.clear();
+    }
+
+    pub fn put_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {
+        self.namespaces.insert(name.to_string(), labels);
+    }
+
+    pub fn remove_namespace(&mut self, name: &str) {
+        self.namespaces.remove(name);
+    }
+
+    pub fn clear_namespaces(&mut self) {
+        self.namespaces.clear();
+    }
+
+    /// Object counts per resource, for logs and metrics.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::from([
+            ("secrets", self.secrets.len()),
+            ("configmaps", self.config_maps.len()),
+            ("namespaces", self.namespaces.len()),
+        ]);
+        for kind in ProducerKind::ALL {
+            counts.insert(
+                kind.resource(),
+                self.producers.keys().filter(|(k, _)| *k == kind).count(),
+            );
+        }
+        counts
+    }
+
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<SecretInfo> {
+        self.secrets.get(&key(namespace, name)).cloned()
+    }
+
+    pub fn producers(&self, namespace: &str, secret: &str) -> Vec<Producer> {
+        self.producers_by_target
+            .get(&key(namespace, secret))
+            .into_iter()
+            .flatten()
+            .filter_map(|(kind, name)| self.producers.get(&(*kind, key(namespace, name))))
+            .cloned()
+            .collect()
+    }
+
+    pub fn secret_names(&self, namespace: &str) -> Vec<String> {
+        let mut names: BTreeSet<String> = self
+            .secrets
+            .keys()
+            .filter(|(ns, _)| ns == namespace)
+            .map(|(_, name)| name.clone())
+            .collect();
+        names.extend(
+            self.producers_by_target
+                .keys()
+                .filter(|(ns, _)| ns == namespace)
+                .map(|(_, name)| name.clone()),
+        );
+        names.into_iter().collect()
+    }
+
+    pub fn namespaces_with_secret(&self, name: &str, except: &str) -> Vec<String> {
+        self.secrets_by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter(|ns| ns.as_str() != except)
+            .cloned()
+            .collect()
+    }
+
+    pub fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMapInfo> {
+        self.config_maps.get(&key(namespace, name)).cloned()
+    }
+
+    pub fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.namespaces.get(name).cloned()
+    }
+}
+
+/// A catalog shared between its writers (watch tasks) and readers (admission requests).
+pub type SharedCatalog = Arc<RwLock<Catalog>>;
+
+/// Reads a shared catalog, tolerating a writer that panicked (the data is still consistent
+/// per operation: every update is a single insert or remove).
+pub(crate) fn read(catalog: &SharedCatalog) -> std::sync::RwLockReadGuard<'_, Catalog> {
+    catalog
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub(crate) fn write(catalog: &SharedCatalog) -> std::sync::RwLockWriteGuard<'_, Catalog> {
+    catalog
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// An inventory with nothing in it: `review` without `--inventory`.
+pub struct EmptyInventory;
+
+impl Inventory for EmptyInventory {
+    fn secret(&self, _: &str, _: &str) -> Option<SecretInfo> {
+        None
+    }
+    fn producers(&self, _: &str, _: &str) -> Vec<Producer> {
+        Vec::new()
+    }
+    fn secret_names(&self, _: &str) -> Vec<String> {
+        Vec::new()
+    }
+    fn namespaces_with_secret(&self, _: &str, _: &str) -> Vec<String> {
+        Vec::new()
+    }
+    fn config_map(&self, _: &str, _: &str) -> Option<ConfigMapInfo> {
+        None
+    }
+    fn namespace_labels(&self, _: &str) -> Option<BTreeMap<String, String>> {
+        None
+    }
+    fn readiness(&self) -> Readiness {
+        Readiness::Ready
+    }
+    fn source(&self) -> &str {
+        "no cluster state (offline, no --inventory given)"
+    }
+}
