@@ -187,12 +187,12 @@ mod tests {
             rules,
             [
                 (
-                    "root-container",
-                    "spec.template.spec.containers[0].securityContext.runAsNonRoot"
-                ),
-                (
                     "placeholder-image",
                     "spec.template.spec.containers[0].image"
+                ),
+                (
+                    "root-container",
+                    "spec.template.spec.containers[0].securityContext.runAsNonRoot"
                 ),
             ]
         );

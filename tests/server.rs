@@ -124,14 +124,14 @@ async fn warn_mode_allows_with_warnings_and_audit_annotations() {
         .collect();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(
-        warnings[0].starts_with(
-            "root-container spec.template.spec.containers[1].securityContext.runAsNonRoot: "
-        ),
+        warnings[0].starts_with("placeholder-image spec.template.spec.containers[1].image: "),
         "{}",
         warnings[0]
     );
     assert!(
-        warnings[1].starts_with("placeholder-image spec.template.spec.containers[1].image: "),
+        warnings[1].starts_with(
+            "root-container spec.template.spec.containers[1].securityContext.runAsNonRoot: "
+        ),
         "{}",
         warnings[1]
     );

@@ -1,0 +1,435 @@
+//! The cluster inventory against a test API server that speaks the list/watch protocol: initial
+//! sync and readiness, live events, dropped watches, 410 Gone, producer CRDs appearing later,
+//! failureMode, and that no Secret value is ever kept.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use applyguard::engine::{Decision, Engine, Request};
+use applyguard::inventory::cluster::{ClusterInventory, ClusterOptions};
+use applyguard::inventory::{Inventory, Readiness};
+use applyguard::policy::Policy;
+use applyguard::server::Limits;
+use common::apiserver::FakeApiServer;
+use common::{Http, client, fixture, start_with};
+use kube::core::admission::Operation;
+use serde_json::{Value, json};
+
+const SECRET_VALUE: &str = "czNjcjN0LXZhbHVlLWRvLW5vdC1rZWVw"; // base64 of a value that must never be kept
+const PLAIN_VALUE: &str = "plaintext-value-do-not-keep";
+
+fn options() -> ClusterOptions {
+    ClusterOptions {
+        discovery_interval: Duration::from_millis(200),
+        page_size: 500,
+    }
+}
+
+fn secret(namespace: &str, name: &str, keys: &[&str]) -> Value {
+    let data: serde_json::Map<String, Value> = keys
+        .iter()
+        .map(|k| (k.to_string(), json!(SECRET_VALUE)))
+        .collect();
+    json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace,
+            // kubectl apply keeps a plaintext copy of the whole Secret here.
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration":
+                format!("{{\"stringData\":{{\"password\":\"{PLAIN_VALUE}\"}}}}")}},
+        "type": "Opaque", "data": data, "stringData": {"extra": PLAIN_VALUE}})
+}
+
+fn external_secret(namespace: &str, name: &str, target: &str, keys: &[&str]) -> Value {
+    let data: Vec<Value> = keys
+        .iter()
+        .map(|k| json!({"secretKey": k, "remoteRef": {"key": name}}))
+        .collect();
+    json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"target": {"name": target}, "data": data}})
+}
+
+fn pod_referencing(secret: &str, key: &str) -> Value {
+    json!({"spec": {"securityContext": {"runAsNonRoot": true, "runAsUser": 1000},
+        "containers": [{"name": "app", "image": "ghcr.io/acme/app:1",
+            "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}]}]}})
+}
+
+fn decide(engine: &Engine, object: &Value) -> Decision {
+    engine
+        .decide(&Request {
+            group: "",
+            kind: "Pod",
+            operation: &Operation::Create,
+            namespace: "shop",
+            object: Some(object),
+            old_object: None,
+        })
+        .unwrap()
+}
+
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn started(api: &FakeApiServer, policy: &str) -> (Arc<ClusterInventory>, Engine) {
+    let inventory = Arc::new(ClusterInventory::start(api.client(), options()));
+    let engine = Engine::with_inventory(
+        Policy::from_yaml(policy, "test").unwrap(),
+        inventory.clone(),
+    )
+    .unwrap();
+    let inv = inventory.clone();
+    eventually("initial sync", || inv.readiness() == Readiness::Ready).await;
+    (inventory, engine)
+}
+
+#[tokio::test]
+async fn readiness_waits_for_every_initial_list() {
+    let api = FakeApiServer::start().await;
+    api.apply("", "v1", "secrets", secret("shop", "db", &["password"]));
+    api.hold_lists("secrets", true);
+    let inventory = Arc::new(ClusterInventory::start(api.client(), options()));
+    // Configmaps and namespaces sync; secrets are held.
+    let inv = inventory.clone();
+    eventually("configmaps synced", || {
+        inv.watches().get("configmaps") == Some(&true)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    match inventory.readiness() {
+        Readiness::NotReady(reason) => assert!(reason.contains("secrets"), "{reason}"),
+        Readiness::Ready => panic!("ready before the secrets list completed"),
+    }
+    // The webhook answers with failureMode while not ready, and says so.
+    let engine = Engine::with_inventory(Policy::default(), inventory.clone()).unwrap();
+    let d = decide(&engine, &pod_referencing("db", "password"));
+    assert!(!d.allowed());
+    assert!(
+        d.denied_by[0].message.contains("inventory is not ready"),
+        "{}",
+        d.denied_by[0].message
+    );
+    assert!(d.denied_by[0].message.contains("failureMode is deny"));
+    let warn = Engine::with_inventory(
+        Policy::from_yaml("failureMode: warn", "t").unwrap(),
+        inventory.clone(),
+    )
+    .unwrap();
+    let d = decide(&warn, &pod_referencing("db", "password"));
+    assert!(d.allowed());
+    assert!(d.notices[0].message.contains("failureMode is warn"));
+    api.hold_lists("secrets", false);
+    eventually("ready after release", || {
+        inventory.readiness() == Readiness::Ready
+    })
+    .await;
+    assert!(decide(&engine, &pod_referencing("db", "password")).allowed());
+}
+
+#[tokio::test]
+async fn readyz_reports_the_inventory_over_https() {
+    let api = FakeApiServer::start().await;
+    api.hold_lists("namespaces", true);
+    let inventory: Arc<dyn Inventory> = Arc::new(ClusterInventory::start(api.client(), options()));
+    let server = start_with(None, Limits::default(), inventory).await;
+    let c = client(&server.certs.ca_cert, Http::Two);
+    let response = c.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert!(response.text().await.unwrap().contains("namespaces"));
+    // Health is not readiness: the process is alive.
+    assert_eq!(
+        c.get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    api.hold_lists("namespaces", false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if c.get(server.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+            == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn secrets_created_and_deleted_after_start_are_seen_within_a_second() {
+    let api = FakeApiServer::start().await;
+    let (inventory, engine) = started(&api, "").await;
+    assert!(!decide(&engine, &pod_referencing("late", "token")).allowed());
+    api.apply("", "v1", "secrets", secret("shop", "late", &["token"]));
+    let t = Instant::now();
+    let inv = inventory.clone();
+    eventually("late secret seen", || inv.secret("shop", "late").is_some()).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(decide(&engine, &pod_referencing("late", "token")).allowed());
+    // A key added later is seen too.
+    assert!(!decide(&engine, &pod_referencing("late", "cert")).allowed());
+    api.apply(
+        "",
+        "v1",
+        "secrets",
+        secret("shop", "late", &["token", "cert"]),
+    );
+    eventually("new key seen", || {
+        decide(&engine, &pod_referencing("late", "cert")).allowed()
+    })
+    .await;
+    api.delete("", "v1", "secrets", Some("shop"), "late");
+    let t = Instant::now();
+    eventually("deleted secret forgotten", || {
+        inventory.secret("shop", "late").is_none()
+    })
+    .await;
+    assert!(t.elapsed() < Duration::from_secs(1));
+    assert!(!decide(&engine, &pod_referencing("late", "token")).allowed());
+}
+
+#[tokio::test]
+async fn dropped_watches_and_410_gone_recover_without_a_wrong_verdict() {
+    let api = FakeApiServer::start().await;
+    api.apply("", "v1", "secrets", secret("shop", "db", &["password"]));
+    let (inventory, engine) = started(&api, "").await;
+    let pod = pod_referencing("db", "password");
+    assert!(decide(&engine, &pod).allowed());
+
+    // 1. Connections drop; while the watches reconnect, the cache keeps answering.
+    api.drop_watches();
+    for _ in 0..20 {
+        assert!(
+            decide(&engine, &pod).allowed(),
+            "wrong verdict during reconnect"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    api.apply("", "v1", "secrets", secret("shop", "after-drop", &["k"]));
+    let inv = inventory.clone();
+    eventually("event after reconnect", || {
+        inv.secret("shop", "after-drop").is_some()
+    })
+    .await;
+
+    // 2. History is compacted: watches get 410 Gone and relist. Changes made meanwhile appear,
+    // the deleted Secret disappears, and an unchanged one never flickers out.
+    api.apply("", "v1", "secrets", secret("shop", "during-410", &["k"]));
+    api.delete("", "v1", "secrets", Some("shop"), "after-drop");
+    api.expire_watches();
+    for _ in 0..20 {
+        assert!(
+            decide(&engine, &pod).allowed(),
+            "wrong verdict during relist"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eventually("relist after 410", || {
+        inv.secret("shop", "during-410").is_some() && inv.secret("shop", "after-drop").is_none()
+    })
+    .await;
+    assert!(decide(&engine, &pod).allowed());
+    assert_eq!(inventory.readiness(), Readiness::Ready);
+
+    // 3. Bookmarks change nothing.
+    api.send_bookmarks();
+    api.apply(
+        "",
+        "v1",
+        "secrets",
+        secret("shop", "after-bookmark", &["k"]),
+    );
+    eventually("event after bookmark", || {
+        inv.secret("shop", "after-bookmark").is_some()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_producer_crd_installed_after_start_is_watched() {
+    let api = FakeApiServer::start().await;
+    let (inventory, engine) = started(&api, "").await;
+    let pod = pod_referencing("payments-credentials", "api-key");
+    assert!(!decide(&engine, &pod).allowed());
+    // external-secrets is installed, then an ExternalSecret is created.
+    api.add_resource(
+        "external-secrets.io",
+        "v1",
+        "ExternalSecret",
+        "externalsecrets",
+        true,
+    );
+    api.apply(
+        "external-secrets.io",
+        "v1",
+        "externalsecrets",
+        external_secret("shop", "payments", "payments-credentials", &["api-key"]),
+    );
+    let inv = inventory.clone();
+    eventually("ExternalSecret watched", || {
+        !inv.producers("shop", "payments-credentials").is_empty()
+    })
+    .await;
+    let d = decide(&engine, &pod);
+    assert!(d.allowed());
+    assert!(d.notices[0].message.contains("ExternalSecret payments"));
+    // A key the ExternalSecret does not declare is still a violation.
+    assert!(
+        !decide(
+            &engine,
+            &pod_referencing("payments-credentials", "username")
+        )
+        .allowed()
+    );
+    assert_eq!(
+        inventory.readiness(),
+        Readiness::Ready,
+        "a later CRD never makes the webhook unready"
+    );
+}
+
+#[tokio::test]
+async fn producers_present_at_start_are_synced_before_ready() {
+    let api = FakeApiServer::start().await;
+    api.add_resource(
+        "external-secrets.io",
+        "v1beta1",
+        "ExternalSecret",
+        "externalsecrets",
+        true,
+    );
+    api.add_resource(
+        "bitnami.com",
+        "v1alpha1",
+        "SealedSecret",
+        "sealedsecrets",
+        true,
+    );
+    api.add_resource("cert-manager.io", "v1", "Certificate", "certificates", true);
+    let mut legacy = external_secret("shop", "legacy-db", "legacy-db", &["password"]);
+    legacy["apiVersion"] = json!("external-secrets.io/v1beta1");
+    api.apply("external-secrets.io", "v1beta1", "externalsecrets", legacy);
+    api.apply("bitnami.com", "v1alpha1", "sealedsecrets", json!({"apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
+        "metadata": {"name": "smtp", "namespace": "shop"}, "spec": {"encryptedData": {"user": "AgB_ciphertext"}}}));
+    api.apply(
+        "cert-manager.io",
+        "v1",
+        "certificates",
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+        "metadata": {"name": "web", "namespace": "shop"}, "spec": {"secretName": "web-tls"}}),
+    );
+    api.hold_lists("sealedsecrets", true);
+    let inventory = Arc::new(ClusterInventory::start(api.client(), options()));
+    let inv = inventory.clone();
+    eventually("core synced", || {
+        inv.watches().get("secrets") == Some(&true)
+    })
+    .await;
+    eventually("sealedsecrets watch registered", || {
+        inv.watches().keys().any(|k| k.starts_with("sealedsecrets"))
+    })
+    .await;
+    assert!(matches!(inventory.readiness(), Readiness::NotReady(r) if r.contains("sealedsecrets")));
+    api.hold_lists("sealedsecrets", false);
+    eventually("ready", || inv.readiness() == Readiness::Ready).await;
+    let engine = Engine::with_inventory(Policy::default(), inventory.clone()).unwrap();
+    assert!(!decide(&engine, &pod_referencing("legacy-db", "username")).allowed());
+    assert!(decide(&engine, &pod_referencing("legacy-db", "password")).allowed());
+    assert!(decide(&engine, &pod_referencing("smtp", "user")).allowed());
+    assert!(decide(&engine, &pod_referencing("web-tls", "tls.crt")).allowed());
+    assert!(
+        !inventory.dump().contains("AgB_ciphertext"),
+        "sealed values are not kept either"
+    );
+}
+
+#[tokio::test]
+async fn no_secret_value_is_ever_stored() {
+    let api = FakeApiServer::start().await;
+    api.apply(
+        "",
+        "v1",
+        "secrets",
+        secret("shop", "initial", &["password", "token"]),
+    );
+    let (inventory, _engine) = started(&api, "").await;
+    api.apply("", "v1", "secrets", secret("shop", "live", &["password"]));
+    let inv = inventory.clone();
+    eventually("live secret", || inv.secret("shop", "live").is_some()).await;
+    let dump = inventory.dump();
+    assert!(
+        dump.contains("initial") && dump.contains("password"),
+        "key names are kept: {dump}"
+    );
+    for value in [SECRET_VALUE, PLAIN_VALUE, "last-applied-configuration"] {
+        assert!(!dump.contains(value), "{value} found in the cache: {dump}");
+    }
+    let info = inventory.secret("shop", "initial").unwrap();
+    assert_eq!(
+        info.keys.iter().collect::<Vec<_>>(),
+        ["extra", "password", "token"]
+    );
+}
+
+#[tokio::test]
+async fn admission_requests_make_no_api_calls() {
+    let api = FakeApiServer::start().await;
+    api.apply(
+        "",
+        "v1",
+        "secrets",
+        secret("shop", "db-credentials", &["username", "password"]),
+    );
+    let inventory: Arc<dyn Inventory> = Arc::new(ClusterInventory::start(
+        api.client(),
+        ClusterOptions {
+            discovery_interval: Duration::from_secs(3600),
+            page_size: 500,
+        },
+    ));
+    let inv = inventory.clone();
+    eventually("sync", || inv.readiness() == Readiness::Ready).await;
+    let server = start_with(None, Limits::default(), inventory).await;
+    // Let the initial discovery and watch requests settle, then count.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    api.clear_requests();
+    let c = client(&server.certs.ca_cert, Http::Two);
+    for _ in 0..50 {
+        let body = c
+            .post(server.url("/validate"))
+            .body(fixture("admission/deployment-secrets-denied.json"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(body.contains("\"allowed\":false"));
+    }
+    assert_eq!(
+        api.requests(),
+        Vec::<String>::new(),
+        "admission requests reached the API server"
+    );
+    server.stop().await;
+}
