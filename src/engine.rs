@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::inventory::{EmptyInventory, Inventory};
 use crate::policy::{Policy, PolicyError, RuleMode};
-use crate::rules::{Notice, RuleSet, Subject, Violation};
+use crate::rules::{Findings, Notice, ObjectSubject, RuleSet, Subject, Violation};
 use crate::workload::{PodView, WorkloadError, WorkloadKind, raw_pod_spec};
 
 /// What the engine needs to know about one admission request.
@@ -28,8 +28,9 @@ pub enum Skip {
     Operation,
     /// The kind carries no pod spec and no rule handles it.
     Kind,
-    /// An UPDATE that leaves the pod spec as it was (scale, labels, annotations, status).
-    PodSpecUnchanged,
+    /// An UPDATE that leaves the evaluated fields as they were: the pod spec (scale, labels,
+    /// annotations, status), or a ConfigMap's data and a custom resource's spec.
+    Unchanged,
     /// A workload without a pod template.
     NoPodSpec,
 }
@@ -39,7 +40,7 @@ impl Skip {
         match self {
             Skip::Operation => "operation not evaluated",
             Skip::Kind => "kind not evaluated",
-            Skip::PodSpecUnchanged => "pod spec unchanged",
+            Skip::Unchanged => "evaluated fields unchanged",
             Skip::NoPodSpec => "no pod spec",
         }
     }
@@ -109,7 +110,7 @@ impl Engine {
             return Ok(Decision::skip(Skip::Operation));
         }
         let Some(kind) = WorkloadKind::from_group_kind(request.group, request.kind) else {
-            return Ok(Decision::skip(Skip::Kind));
+            return Ok(self.decide_object(request));
         };
         let Some(object) = request.object else {
             return Ok(Decision::skip(Skip::NoPodSpec));
@@ -120,7 +121,7 @@ impl Engine {
             && let Some(old) = request.old_object
             && raw_pod_spec(kind, old) == raw_pod_spec(kind, object)
         {
-            return Ok(Decision::skip(Skip::PodSpecUnchanged));
+            return Ok(Decision::skip(Skip::Unchanged));
         }
         let Some(pod) = PodView::from_object(kind, object)? else {
             return Ok(Decision::skip(Skip::NoPodSpec));
@@ -130,7 +131,35 @@ impl Engine {
             pod: &pod,
             inventory: self.inventory.as_ref(),
         };
-        let findings = self.rules.check(&subject);
+        Ok(self.apply_modes(self.rules.check(&subject)))
+    }
+
+    /// Kinds without a pod spec: evaluated only when a rule handles them.
+    fn decide_object(&self, request: &Request<'_>) -> Decision {
+        let Some(object) = request.object else {
+            return Decision::skip(Skip::Kind);
+        };
+        if !self.rules.handles_kind(request.group, request.kind) {
+            return Decision::skip(Skip::Kind);
+        }
+        // An update that leaves data and spec alone (labels, annotations, status) is allowed.
+        if matches!(request.operation, Operation::Update)
+            && let Some(old) = request.old_object
+            && old.get("data") == object.get("data")
+            && old.get("spec") == object.get("spec")
+        {
+            return Decision::skip(Skip::Unchanged);
+        }
+        self.apply_modes(self.rules.check_object(&ObjectSubject {
+            group: request.group,
+            kind: request.kind,
+            namespace: request.namespace,
+            object,
+            inventory: self.inventory.as_ref(),
+        }))
+    }
+
+    fn apply_modes(&self, findings: Findings) -> Decision {
         let mut decision = Decision {
             notices: findings.notices,
             ..Decision::default()
@@ -142,7 +171,7 @@ impl Engine {
                 RuleMode::Off => {}
             }
         }
-        Ok(decision)
+        decision
     }
 }
 
@@ -214,7 +243,7 @@ mod tests {
         let new = deployment("ghcr.io/your-org/web:1", 5);
         let d = decide(&engine, Operation::Update, &new, Some(&old));
         assert!(d.allowed());
-        assert_eq!(d.skipped, Some(Skip::PodSpecUnchanged));
+        assert_eq!(d.skipped, Some(Skip::Unchanged));
         // Changing the image is evaluated.
         let changed = deployment("ghcr.io/your-org/web:2", 5);
         assert!(!decide(&engine, Operation::Update, &changed, Some(&old)).allowed());
@@ -233,10 +262,10 @@ mod tests {
         let d = engine
             .decide(&Request {
                 group: "",
-                kind: "ConfigMap",
+                kind: "Service",
                 operation: &Operation::Create,
                 namespace: "default",
-                object: Some(&json!({"data": {}})),
+                object: Some(&json!({"spec": {"ports": [{"port": 80}]}})),
                 old_object: None,
             })
             .unwrap();

@@ -38,6 +38,18 @@ impl FailureMode {
     }
 }
 
+/// How `plaintext-kafka` reports a client that relies on the PLAINTEXT default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ImplicitDefault {
+    /// A warning: the setting may live where the webhook cannot see (a file in the image).
+    #[default]
+    Warn,
+    /// A violation, subject to the rule's mode.
+    Enforce,
+    Off,
+}
+
 /// The mode of one rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -88,6 +100,16 @@ pub struct Rules {
     pub root_container: RootContainerConfig,
     #[serde(rename = "placeholder-image", default)]
     pub placeholder_image: PlaceholderImageConfig,
+    #[serde(rename = "plaintext-kafka", default)]
+    pub plaintext_kafka: PlaintextKafkaConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlaintextKafkaConfig {
+    pub mode: Option<RuleMode>,
+    #[serde(default)]
+    pub implicit_client_default: ImplicitDefault,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -177,6 +199,7 @@ impl Policy {
     pub fn rule_mode(&self, rule: RuleId) -> RuleMode {
         let own = match rule {
             RuleId::SecretRef => self.rules.secret_ref.mode,
+            RuleId::PlaintextKafka => self.rules.plaintext_kafka.mode,
             RuleId::RootContainer => self.rules.root_container.mode,
             RuleId::PlaceholderImage => self.rules.placeholder_image.mode,
         };

@@ -22,6 +22,10 @@ const FIXTURES: &[&str] = &[
     "pod-create-allowed",
     "pod-delete",
     "pod-ephemeral-update-denied",
+    "deployment-secrets-allowed",
+    "deployment-secrets-denied",
+    "statefulset-kafka-plaintext-denied",
+    "kafka-strimzi-plain-listener-denied",
 ];
 
 fn inventory_dir() -> String {

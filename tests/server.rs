@@ -439,3 +439,42 @@ async fn tls_1_2_and_1_3_clients_are_served() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn plaintext_kafka_statefulset_and_strimzi_are_denied() {
+    let server = start(None, Limits::default()).await;
+    let (_, _, body) = post(
+        &server,
+        Http::Two,
+        fixture("admission/statefulset-kafka-plaintext-denied.json"),
+    )
+    .await;
+    let response = response_of(&body);
+    assert_eq!(response["allowed"], false);
+    let message = response["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("applyguard denied StatefulSet stream/kafka: 3 violations"),
+        "{message}"
+    );
+    assert!(message.contains("[plaintext-kafka] spec.template.spec.containers[0].env[5].value: container \"kafka\": ALLOW_PLAINTEXT_LISTENER=yes"), "{message}");
+    assert!(
+        message.contains("\"CONTROLLER://:9093\" uses PLAINTEXT"),
+        "{message}"
+    );
+    let (_, _, body) = post(
+        &server,
+        Http::One,
+        fixture("admission/kafka-strimzi-plain-listener-denied.json"),
+    )
+    .await;
+    let response = response_of(&body);
+    assert_eq!(response["allowed"], false);
+    let message = response["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "[plaintext-kafka] spec.kafka.listeners[0].tls: Strimzi listener \"plain\" on port 9092"
+        ),
+        "{message}"
+    );
+    server.stop().await;
+}

@@ -1,10 +1,12 @@
 //! The rules: pure functions from (object, policy) to violations, plus the types they share.
 
 mod placeholder_image;
+mod plaintext_kafka;
 mod root_container;
 mod secret_ref;
 
 pub use placeholder_image::{ImageVerdict, PlaceholderImage, classify_image};
+pub use plaintext_kafka::PlaintextKafka;
 pub use root_container::RootContainer;
 pub use secret_ref::SecretReferences;
 
@@ -20,13 +22,15 @@ pub enum RuleId {
     SecretRef,
     PlaceholderImage,
     RootContainer,
+    PlaintextKafka,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 3] = [
+    pub const ALL: [RuleId; 4] = [
         RuleId::SecretRef,
         RuleId::PlaceholderImage,
         RuleId::RootContainer,
+        RuleId::PlaintextKafka,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -34,6 +38,7 @@ impl RuleId {
             RuleId::SecretRef => "secret-ref",
             RuleId::PlaceholderImage => "placeholder-image",
             RuleId::RootContainer => "root-container",
+            RuleId::PlaintextKafka => "plaintext-kafka",
         }
     }
 
@@ -96,10 +101,27 @@ pub struct Subject<'a> {
     pub inventory: &'a dyn Inventory,
 }
 
+/// An object without a pod spec that a rule handles (a ConfigMap, a Strimzi Kafka).
+pub struct ObjectSubject<'a> {
+    pub group: &'a str,
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    /// The object's fields other than apiVersion, kind and metadata.
+    pub object: &'a serde_json::Value,
+    pub inventory: &'a dyn Inventory,
+}
+
 /// A rule checks one subject and appends what it finds. Rules never do I/O.
 pub trait Rule: Send + Sync {
     fn id(&self) -> RuleId;
     fn check(&self, subject: &Subject<'_>, out: &mut Findings);
+
+    /// Kinds without a pod spec this rule evaluates.
+    fn handles_kind(&self, _group: &str, _kind: &str) -> bool {
+        false
+    }
+
+    fn check_object(&self, _subject: &ObjectSubject<'_>, _out: &mut Findings) {}
 }
 
 /// The rules a policy turns on, built once per policy (patterns compiled up front).
@@ -118,12 +140,30 @@ impl RuleSet {
             rules.push(match id {
                 RuleId::SecretRef => Box::new(SecretReferences::new(policy.failure_mode)),
                 RuleId::RootContainer => Box::new(RootContainer),
+                RuleId::PlaintextKafka => Box::new(PlaintextKafka::new(
+                    policy.rules.plaintext_kafka.implicit_client_default,
+                )),
                 RuleId::PlaceholderImage => {
                     Box::new(PlaceholderImage::new(&policy.rules.placeholder_image)?)
                 }
             });
         }
         Ok(RuleSet { rules })
+    }
+
+    /// Whether any enabled rule evaluates this kind without a pod spec.
+    pub fn handles_kind(&self, group: &str, kind: &str) -> bool {
+        self.rules.iter().any(|r| r.handles_kind(group, kind))
+    }
+
+    pub fn check_object(&self, subject: &ObjectSubject<'_>) -> Findings {
+        let mut out = Findings::default();
+        for rule in &self.rules {
+            if rule.handles_kind(subject.group, subject.kind) {
+                rule.check_object(subject, &mut out);
+            }
+        }
+        out
     }
 
     pub fn check(&self, subject: &Subject<'_>) -> Findings {
