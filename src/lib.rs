@@ -15,6 +15,7 @@ pub mod logging;
 pub mod policy;
 pub mod review;
 pub mod rules;
+pub mod scan;
 pub mod server;
 pub mod tls;
 pub mod workload;

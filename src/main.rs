@@ -16,6 +16,8 @@ use applyguard::engine::Engine;
 use applyguard::inventory::{EmptyInventory, Inventory};
 use applyguard::logging::{self, LogFormat};
 use applyguard::review;
+use applyguard::scan::report::{Format, render};
+use applyguard::scan::{self, ScanOptions};
 use applyguard::server::Limits;
 
 #[derive(Parser)]
@@ -74,6 +76,22 @@ enum Command {
         inventory: Vec<PathBuf>,
         /// AdmissionReview JSON; - or nothing reads standard input.
         file: Option<PathBuf>,
+    },
+    /// Evaluate manifests (files, directories, or - for stdin) with the same rules, offline.
+    Scan {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Objects that exist elsewhere (files or directories; repeatable).
+        #[arg(long)]
+        inventory: Vec<PathBuf>,
+        /// Namespace for objects that name none.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// Files, directories (*.yaml, *.yml, *.json, recursively) or - for standard input.
+        #[arg(required = true)]
+        paths: Vec<String>,
     },
     /// Create a CA and a serving certificate signed by it.
     Certs {
@@ -181,6 +199,36 @@ fn main() -> ExitCode {
                 }
                 Err(err) => {
                     eprintln!("applyguard review: {err:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Scan {
+            config,
+            format,
+            inventory,
+            namespace,
+            paths,
+        } => {
+            let options = ScanOptions {
+                paths,
+                inventory,
+                namespace,
+            };
+            let result = commands::load_policy(config.as_deref())
+                .and_then(|policy| Ok(scan::scan(&options, policy, &mut std::io::stdin().lock())?));
+            match result {
+                Ok(report) => {
+                    // A closed pipe (`| head`) is not an error worth a panic.
+                    let mut out = std::io::stdout().lock();
+                    use std::io::Write;
+                    let _ = out
+                        .write_all(render(&report, format).as_bytes())
+                        .and_then(|()| out.flush());
+                    ExitCode::from(report.exit_code())
+                }
+                Err(err) => {
+                    eprintln!("applyguard scan: {err:#}");
                     ExitCode::from(2)
                 }
             }

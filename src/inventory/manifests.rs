@@ -231,6 +231,11 @@ impl ManifestInventory {
         ManifestInventory { catalog, source }
     }
 
+    /// Changes how "not found" messages name this inventory.
+    pub fn set_source(&mut self, source: String) {
+        self.source = source;
+    }
+
     pub fn catalog_mut(&mut self) -> &mut Catalog {
         &mut self.catalog
     }

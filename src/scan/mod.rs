@@ -1,0 +1,394 @@
+//! `applyguard scan`: the webhook's rules over manifests before they reach a cluster. The
+//! scanned objects are also the inventory, so a Secret defined elsewhere in the set (or by an
+//! ExternalSecret, SealedSecret or Certificate in it) counts as existing.
+
+pub mod report;
+mod yaml;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use kube::core::admission::Operation;
+use serde_json::Value;
+
+use crate::engine::{Engine, Request};
+use crate::inventory::manifests::{ManifestInventory, add_object, manifest_files};
+use crate::policy::{Policy, PolicyError};
+
+pub use yaml::{Document, ParseError, documents};
+
+/// What to scan.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Files, directories, or `-` for standard input.
+    pub paths: Vec<String>,
+    /// Extra cluster state (objects that exist elsewhere).
+    pub inventory: Vec<PathBuf>,
+    /// Namespace for objects that name none.
+    pub namespace: String,
+}
+
+/// How a finding counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// A violation of a rule in enforce mode: the webhook would deny the apply.
+    Enforce,
+    /// A violation of a rule in warn mode: the webhook would allow it with a warning.
+    Warn,
+    /// Information the webhook would return as a warning (e.g. a Secret an ExternalSecret makes).
+    Notice,
+}
+
+/// One finding, located.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    pub file: String,
+    pub line: usize,
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub rule: &'static str,
+    pub level: Level,
+    pub path: String,
+    pub value: String,
+    pub message: String,
+    pub fix: String,
+}
+
+/// Input that could not be used: unreadable files, documents that do not parse, duplicate
+/// keys, objects whose pod spec is malformed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InputError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// The result of a scan.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub files: usize,
+    pub documents: usize,
+    /// Kubernetes objects found (List items counted one by one).
+    pub objects: usize,
+    pub skipped_empty: usize,
+    /// Documents that are not Kubernetes objects (Kustomization, Helm values, ...).
+    pub skipped_not_kubernetes: usize,
+    pub findings: Vec<Finding>,
+    pub errors: Vec<InputError>,
+}
+
+impl Report {
+    pub fn enforced(&self) -> usize {
+        self.count(Level::Enforce)
+    }
+
+    pub fn count(&self, level: Level) -> usize {
+        self.findings.iter().filter(|f| f.level == level).count()
+    }
+
+    /// 2 when some input was unusable, else 1 when something in enforce mode is violated, else 0.
+    pub fn exit_code(&self) -> u8 {
+        if !self.errors.is_empty() {
+            2
+        } else if self.enforced() > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("inventory: {0}")]
+    Inventory(#[from] crate::inventory::manifests::ManifestError),
+    #[error("nothing to scan: give files, directories or - for standard input")]
+    NoInput,
+}
+
+/// One object from the input, located.
+struct Located {
+    file: String,
+    line: usize,
+    object: Value,
+}
+
+/// Kinds that live outside namespaces, so reports do not invent a namespace for them.
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "StorageClass",
+    "PriorityClass",
+    "RuntimeClass",
+    "IngressClass",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "APIService",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "ClusterIssuer",
+    "ClusterSecretStore",
+    "ClusterExternalSecret",
+];
+
+/// Documents that are configuration for tools, not objects for the API server.
+fn is_tool_config(api_version: &str) -> bool {
+    api_version.starts_with("kustomize.config.k8s.io/")
+        || api_version.starts_with("config.kubernetes.io/")
+}
+
+fn str_at<'a>(value: &'a Value, path: &[&str]) -> &'a str {
+    path.iter()
+        .try_fold(value, |v, s| v.get(s))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// Expands `List` kinds into their items.
+fn push_objects(
+    value: Value,
+    file: &str,
+    line: usize,
+    out: &mut Vec<Located>,
+    report: &mut Report,
+) {
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind.ends_with("List") && value.get("items").is_some_and(Value::is_array) {
+        if let Value::Object(mut map) = value
+            && let Some(Value::Array(items)) = map.remove("items")
+        {
+            for item in items {
+                push_objects(item, file, line, out, report);
+            }
+        }
+        return;
+    }
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !value.is_object()
+        || api_version.is_empty()
+        || kind.is_empty()
+        || is_tool_config(api_version)
+    {
+        report.skipped_not_kubernetes += 1;
+        return;
+    }
+    report.objects += 1;
+    out.push(Located {
+        file: file.to_string(),
+        line,
+        object: value,
+    });
+}
+
+fn read_inputs(
+    options: &ScanOptions,
+    stdin: &mut dyn Read,
+    report: &mut Report,
+) -> Vec<(String, String)> {
+    let mut sources = Vec::new();
+    let mut seen = BTreeSet::new();
+    for path in &options.paths {
+        if path == "-" {
+            let mut text = String::new();
+            match stdin.read_to_string(&mut text) {
+                Ok(_) => sources.push(("<stdin>".to_string(), text)),
+                Err(e) => report.errors.push(InputError {
+                    file: "<stdin>".into(),
+                    line: None,
+                    message: format!("cannot read standard input: {e}"),
+                }),
+            }
+            continue;
+        }
+        let files = match manifest_files(Path::new(path)) {
+            Ok(files) => files,
+            Err(e) => {
+                report.errors.push(InputError {
+                    file: path.clone(),
+                    line: None,
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        for file in files {
+            if !seen.insert(file.clone()) {
+                continue;
+            }
+            let label = file.display().to_string();
+            match std::fs::read_to_string(&file) {
+                Ok(text) => sources.push((label, text)),
+                Err(e) => report.errors.push(InputError {
+                    file: label,
+                    line: None,
+                    message: format!("cannot read: {e}"),
+                }),
+            }
+        }
+    }
+    sources
+}
+
+/// Scans the inputs with the policy. Only configuration problems are `Err`; problems with the
+/// manifests are in the report.
+pub fn scan(
+    options: &ScanOptions,
+    policy: Policy,
+    stdin: &mut dyn Read,
+) -> Result<Report, ScanError> {
+    if options.paths.is_empty() {
+        return Err(ScanError::NoInput);
+    }
+    let mut report = Report::default();
+    let sources = read_inputs(options, stdin, &mut report);
+    report.files = sources.len();
+    let mut objects = Vec::new();
+    for (file, text) in &sources {
+        for document in documents(text) {
+            report.documents += 1;
+            match document.content {
+                Ok(Value::Null) => report.skipped_empty += 1,
+                Ok(value) => push_objects(value, file, document.line, &mut objects, &mut report),
+                Err(e) => report.errors.push(InputError {
+                    file: file.clone(),
+                    line: Some(e.line),
+                    message: e.message,
+                }),
+            }
+        }
+    }
+    let mut inventory = if options.inventory.is_empty() {
+        ManifestInventory::from_objects(std::iter::empty(), &options.namespace, String::new())
+    } else {
+        ManifestInventory::load(&options.inventory, &options.namespace)?
+    };
+    for located in &objects {
+        add_object(inventory.catalog_mut(), &located.object, &options.namespace);
+    }
+    inventory.set_source(if options.inventory.is_empty() {
+        "the scanned manifests".to_string()
+    } else {
+        "the scanned manifests and --inventory".to_string()
+    });
+    let engine = Engine::with_inventory(policy, std::sync::Arc::new(inventory))?;
+    // Objects are evaluated independently (the engine is shared read-only); order is kept.
+    use rayon::prelude::*;
+    let results: Vec<Report> = objects
+        .par_iter()
+        .map(|located| {
+            let mut partial = Report::default();
+            evaluate(&engine, located, &options.namespace, &mut partial);
+            partial
+        })
+        .collect();
+    for partial in results {
+        report.findings.extend(partial.findings);
+        report.errors.extend(partial.errors);
+    }
+    Ok(report)
+}
+
+fn evaluate(engine: &Engine, located: &Located, default_namespace: &str, report: &mut Report) {
+    let object = &located.object;
+    let api_version = str_at(object, &["apiVersion"]);
+    let kind = str_at(object, &["kind"]);
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    let own_namespace = str_at(object, &["metadata", "namespace"]);
+    let namespace = if !own_namespace.is_empty() {
+        own_namespace
+    } else if CLUSTER_SCOPED.contains(&kind) {
+        ""
+    } else {
+        default_namespace
+    };
+    let name = str_at(object, &["metadata", "name"]);
+    let name = if name.is_empty() {
+        str_at(object, &["metadata", "generateName"])
+    } else {
+        name
+    };
+    let decision = match engine.decide(&Request {
+        group,
+        kind,
+        operation: &Operation::Create,
+        namespace: if namespace.is_empty() {
+            default_namespace
+        } else {
+            namespace
+        },
+        object: Some(object),
+        old_object: None,
+    }) {
+        Ok(d) => d,
+        Err(e) => {
+            report.errors.push(InputError {
+                file: located.file.clone(),
+                line: Some(located.line),
+                message: format!("{kind} {name}: {e}"),
+            });
+            return;
+        }
+    };
+    let finding =
+        |level: Level, rule: &'static str, path: &str, value: &str, message: &str, fix: &str| {
+            Finding {
+                file: located.file.clone(),
+                line: located.line,
+                api_version: api_version.to_string(),
+                kind: kind.to_string(),
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                rule,
+                level,
+                path: path.to_string(),
+                value: value.to_string(),
+                message: message.to_string(),
+                fix: fix.to_string(),
+            }
+        };
+    for v in &decision.denied_by {
+        report.findings.push(finding(
+            Level::Enforce,
+            v.rule.as_str(),
+            &v.path,
+            &v.value,
+            &v.message,
+            &v.fix,
+        ));
+    }
+    for v in &decision.warnings {
+        report.findings.push(finding(
+            Level::Warn,
+            v.rule.as_str(),
+            &v.path,
+            &v.value,
+            &v.message,
+            &v.fix,
+        ));
+    }
+    for n in &decision.notices {
+        report.findings.push(finding(
+            Level::Notice,
+            n.rule.as_str(),
+            &n.path,
+            "",
+            &n.message,
+            "",
+        ));
+    }
+}

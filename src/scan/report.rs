@@ -1,0 +1,246 @@
+//! Scan reports: `text` for people, `json` (a stable, documented schema) for scripts, and SARIF
+//! 2.1.0 for GitHub code scanning.
+
+use std::collections::BTreeMap;
+
+use clap::ValueEnum;
+use serde_json::{Value, json};
+
+use super::{Level, Report};
+use crate::rules::RuleId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+    Sarif,
+}
+
+/// The version of the JSON report schema; bumped on any incompatible change.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+const INFORMATION_URI: &str = "https://github.com/applyguard/applyguard";
+
+pub fn render(report: &Report, format: Format) -> String {
+    match format {
+        Format::Text => text(report),
+        Format::Json => json(report),
+        Format::Sarif => sarif(report),
+    }
+}
+
+fn object_ref(namespace: &str, kind: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        format!("{kind}/{name}")
+    } else {
+        format!("{kind}/{namespace}/{name}")
+    }
+}
+
+/// One line per finding, `file:line kind/namespace/name rule-id path: message`, then a summary.
+pub fn text(report: &Report) -> String {
+    let mut out = String::new();
+    for e in &report.errors {
+        match e.line {
+            Some(line) => out.push_str(&format!("{}:{line}: error: {}\n", e.file, e.message)),
+            None => out.push_str(&format!("{}: error: {}\n", e.file, e.message)),
+        }
+    }
+    for f in &report.findings {
+        let tag = match f.level {
+            Level::Enforce => "",
+            Level::Warn => " (warn)",
+            Level::Notice => " (note)",
+        };
+        let stop = if f.message.ends_with(['.', '?', '!']) {
+            ""
+        } else {
+            "."
+        };
+        let fix = if f.fix.is_empty() {
+            String::new()
+        } else {
+            format!("{stop} Fix: {}", f.fix)
+        };
+        out.push_str(&format!(
+            "{}:{} {} {}{tag} {}: {}{fix}\n",
+            f.file,
+            f.line,
+            object_ref(&f.namespace, &f.kind, &f.name),
+            f.rule,
+            f.path,
+            f.message.replace('\n', " ")
+        ));
+    }
+    out.push_str(&format!(
+        "scanned {} file(s), {} document(s), {} object(s) ({} empty and {} non-Kubernetes document(s) skipped): {} violation(s) in enforce mode, {} in warn mode, {} note(s), {} input error(s)\n",
+        report.files,
+        report.documents,
+        report.objects,
+        report.skipped_empty,
+        report.skipped_not_kubernetes,
+        report.count(Level::Enforce),
+        report.count(Level::Warn),
+        report.count(Level::Notice),
+        report.errors.len()
+    ));
+    out
+}
+
+/// The JSON report (schema version 1):
+///
+/// ```text
+/// { "version": 1,
+///   "summary": { "files", "documents", "objects", "skippedEmpty", "skippedNotKubernetes",
+///                "enforce", "warn", "notice", "errors", "exitCode" },
+///   "findings": [ { "file", "line", "apiVersion", "kind", "namespace", "name", "rule",
+///                   "level": "enforce" | "warn" | "notice", "path", "value", "message", "fix" } ],
+///   "errors":   [ { "file", "line" (null when the whole file), "message" } ] }
+/// ```
+pub fn json(report: &Report) -> String {
+    let value = json!({
+        "version": JSON_SCHEMA_VERSION,
+        "summary": {
+            "files": report.files,
+            "documents": report.documents,
+            "objects": report.objects,
+            "skippedEmpty": report.skipped_empty,
+            "skippedNotKubernetes": report.skipped_not_kubernetes,
+            "enforce": report.count(Level::Enforce),
+            "warn": report.count(Level::Warn),
+            "notice": report.count(Level::Notice),
+            "errors": report.errors.len(),
+            "exitCode": report.exit_code(),
+        },
+        "findings": report.findings,
+        "errors": report.errors,
+    });
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn rule_description(rule: &str) -> (&'static str, &'static str) {
+    match RuleId::parse(rule) {
+        Some(RuleId::SecretRef) => (
+            "Referenced Secret or key does not exist",
+            "A pod references a Secret, or a key of a Secret, that does not exist in its namespace and that no ExternalSecret, SealedSecret or Certificate will produce; the pod would sit in CreateContainerConfigError.",
+        ),
+        Some(RuleId::PlaceholderImage) => (
+            "Placeholder or invalid image",
+            "An image comes from a placeholder registry or organisation, carries template leftovers, or is not a valid image reference; it would never pull.",
+        ),
+        Some(RuleId::RootContainer) => (
+            "Container runs, or may run, as root",
+            "The effective runAsUser is 0, or it is unset and runAsNonRoot is not true, so the image's user decides.",
+        ),
+        Some(RuleId::PlaintextKafka) => (
+            "Kafka or ZooKeeper configured for plaintext or anonymous access",
+            "A Kafka listener, client or ZooKeeper connection uses PLAINTEXT or SASL_PLAINTEXT (or anonymous access) on the network.",
+        ),
+        None => (
+            "Manifest cannot be used",
+            "A document does not parse, has duplicate keys, or holds an object applyguard cannot read; kubectl would reject it.",
+        ),
+    }
+}
+
+/// Rule id for input errors in SARIF, so they show up in code scanning too.
+const INVALID_MANIFEST: &str = "invalid-manifest";
+
+/// SARIF 2.1.0: one rule per rule id, results located by file and line.
+pub fn sarif(report: &Report) -> String {
+    let mut rule_ids: Vec<&str> = RuleId::ALL.iter().map(|r| r.as_str()).collect();
+    rule_ids.push(INVALID_MANIFEST);
+    let index: BTreeMap<&str, usize> = rule_ids.iter().enumerate().map(|(i, r)| (*r, i)).collect();
+    let rules: Vec<Value> = rule_ids
+        .iter()
+        .map(|id| {
+            let (short, full) = rule_description(id);
+            json!({
+                "id": id,
+                "name": id,
+                "shortDescription": {"text": short},
+                "fullDescription": {"text": full},
+                "helpUri": format!("{INFORMATION_URI}#rule-{id}"),
+                "defaultConfiguration": {"level": "error"},
+            })
+        })
+        .collect();
+    let mut results: Vec<Value> = report
+        .findings
+        .iter()
+        .map(|f| {
+            let level = match f.level {
+                Level::Enforce => "error",
+                Level::Warn => "warning",
+                Level::Notice => "note",
+            };
+            let fix = if f.fix.is_empty() { String::new() } else { format!(" Fix: {}", f.fix) };
+            json!({
+                "ruleId": f.rule,
+                "ruleIndex": index.get(f.rule).copied().unwrap_or(0),
+                "level": level,
+                "message": {"text": format!("{} {}: {}{fix}", object_ref(&f.namespace, &f.kind, &f.name), f.path, f.message)},
+                "locations": [{
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": uri(&f.file)},
+                        "region": {"startLine": f.line.max(1)},
+                    },
+                    "logicalLocations": [{
+                        "fullyQualifiedName": format!("{}.{}", object_ref(&f.namespace, &f.kind, &f.name), f.path),
+                        "kind": "member",
+                    }],
+                }],
+            })
+        })
+        .collect();
+    results.extend(report.errors.iter().map(|e| {
+        let mut location = json!({"physicalLocation": {"artifactLocation": {"uri": uri(&e.file)}}});
+        if let Some(line) = e.line {
+            location["physicalLocation"]["region"] = json!({"startLine": line.max(1)});
+        }
+        json!({
+            "ruleId": INVALID_MANIFEST,
+            "ruleIndex": index[INVALID_MANIFEST],
+            "level": "error",
+            "message": {"text": e.message},
+            "locations": [location],
+        })
+    }));
+    let value = json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "applyguard",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": INFORMATION_URI,
+                "rules": rules,
+            }},
+            "results": results,
+            "columnKind": "unicodeCodePoints",
+        }],
+    });
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// File paths as SARIF artifact URIs: relative paths with forward slashes, percent-encoding
+/// the characters a URI reference cannot hold.
+fn uri(file: &str) -> String {
+    let file = file.strip_prefix("./").unwrap_or(file);
+    let mut out = String::with_capacity(file.len());
+    for b in file.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            b'\\' => out.push('/'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

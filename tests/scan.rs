@@ -1,0 +1,356 @@
+//! `applyguard scan` over fixture repositories: cross-references inside the set, each finding
+//! family, parse errors and duplicate keys, stdin, every output format (SARIF validated against
+//! the 2.1.0 schema), and every exit code.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_applyguard");
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/scan/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn scan(args: &[&str]) -> Output {
+    Command::new(BIN).arg("scan").args(args).output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+fn json_report(args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["--format", "json"];
+    all.extend_from_slice(args);
+    let output = scan(&all);
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", stdout(&output)));
+    (output.status.code().unwrap(), report)
+}
+
+fn findings(report: &Value, level: &str) -> Vec<(String, String, String)> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["level"] == level)
+        .map(|f| {
+            (
+                format!(
+                    "{}:{}",
+                    f["file"].as_str().unwrap().rsplit('/').next().unwrap(),
+                    f["line"]
+                ),
+                f["rule"].as_str().unwrap().to_string(),
+                f["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn clean_kustomize_set_passes_and_counts_the_kustomization() {
+    let (code, report) = json_report(&[&fixture("clean-kustomize")]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["summary"]["objects"], 6);
+    assert_eq!(report["summary"]["skippedNotKubernetes"], 1);
+    assert_eq!(report["summary"]["enforce"], 0);
+    assert_eq!(report["findings"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn external_secret_in_another_file_satisfies_the_reference() {
+    let (code, report) = json_report(&[&fixture("external-secret")]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["summary"]["notice"], 2);
+    // Without the ExternalSecret's file the same Deployment fails.
+    let (code, report) = json_report(&[&format!("{}/deployment.yaml", fixture("external-secret"))]);
+    assert_eq!(code, 1);
+    assert_eq!(findings(&report, "enforce").len(), 2);
+    // ...unless --inventory supplies it from elsewhere.
+    let (code, _) = json_report(&[
+        "--inventory",
+        &format!("{}/externalsecret.yaml", fixture("external-secret")),
+        &format!("{}/deployment.yaml", fixture("external-secret")),
+    ]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn each_rule_family_is_reported_with_file_line_and_path() {
+    let cases = [
+        (
+            "missing-secret",
+            (
+                "deployment.yaml:2",
+                "secret-ref",
+                "spec.template.spec.volumes[0].secret",
+            ),
+        ),
+        (
+            "placeholder-image",
+            (
+                "deployment.yaml:1",
+                "placeholder-image",
+                "spec.template.spec.containers[0].image",
+            ),
+        ),
+        (
+            "root-container",
+            (
+                "pod.yaml:1",
+                "root-container",
+                "spec.containers[0].securityContext.runAsNonRoot",
+            ),
+        ),
+    ];
+    for (dir, (at, rule, path)) in cases {
+        let (code, report) = json_report(&[&fixture(dir)]);
+        assert_eq!(code, 1, "{dir}");
+        assert_eq!(
+            findings(&report, "enforce"),
+            vec![(at.to_string(), rule.to_string(), path.to_string())],
+            "{dir}"
+        );
+    }
+    // The text format: one line per violation, then the summary.
+    let output = scan(&[&fixture("missing-secret")]);
+    let text = stdout(&output);
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.ends_with("deployment.yaml:2 Deployment/edge/gateway secret-ref spec.template.spec.volumes[0].secret: secret \"gateway-client-tls\" not found in namespace \"edge\", and no ExternalSecret, SealedSecret or Certificate produces it (checked: the scanned manifests). Fix: create Secret \"gateway-client-tls\" in namespace \"edge\" (or what produces it) before this workload, or fix the name."),
+        "{first}"
+    );
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("scanned 1 file(s), 1 document(s), 1 object(s)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_parse_error_is_located_and_the_rest_is_still_scanned() {
+    let (code, report) = json_report(&[&fixture("parse-error")]);
+    assert_eq!(code, 2);
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0]["file"].as_str().unwrap().ends_with("mixed.yaml"));
+    assert_eq!(errors[0]["line"], 15);
+    // The document after the broken one is evaluated.
+    assert_eq!(
+        findings(&report, "enforce"),
+        vec![(
+            "mixed.yaml:16".into(),
+            "root-container".into(),
+            "spec.containers[0].securityContext.runAsNonRoot".into()
+        )]
+    );
+    assert_eq!(report["summary"]["objects"], 2);
+}
+
+#[test]
+fn duplicate_keys_are_reported() {
+    let output = scan(&[&fixture("duplicate-keys")]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stdout(&output);
+    assert!(text.contains("deployment.yaml:13: error: "), "{text}");
+    assert!(text.contains("duplicate key \"image\""), "{text}");
+}
+
+#[test]
+fn stdin_is_scanned_like_a_file() {
+    let rendered = std::fs::read(format!("{}/rendered.yaml", fixture("clean-kustomize"))).unwrap();
+    let bad = std::fs::read(format!("{}/deployment.yaml", fixture("placeholder-image"))).unwrap();
+    let mut input = rendered.clone();
+    input.extend_from_slice(b"\n---\n");
+    input.extend_from_slice(&bad);
+    let mut child = Command::new(BIN)
+        .args(["scan", "--format", "json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let enforce = findings(&report, "enforce");
+    assert_eq!(enforce.len(), 1);
+    // The bad document starts after the rendered set, a blank line and the `---` marker.
+    let line = String::from_utf8_lossy(&rendered).lines().count() + 3;
+    assert_eq!(enforce[0].0, format!("<stdin>:{line}"), "{enforce:?}");
+}
+
+#[test]
+fn objects_without_a_namespace_go_to_the_given_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("set.yaml"),
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: creds}\nstringData: {token: x}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  securityContext: {runAsNonRoot: true, runAsUser: 1000}\n  containers:\n  - name: a\n    image: ghcr.io/acme/a:1\n    envFrom: [{secretRef: {name: creds}}]\n",
+    )
+    .unwrap();
+    let (code, report) = json_report(&["--namespace", "team-a", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{report:#}");
+    // The Pod explicitly elsewhere cannot see it.
+    std::fs::write(
+        dir.path().join("other.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: q, namespace: team-b}\nspec:\n  securityContext: {runAsNonRoot: true, runAsUser: 1000}\n  containers:\n  - name: a\n    image: ghcr.io/acme/a:1\n    envFrom: [{secretRef: {name: creds}}]\n",
+    )
+    .unwrap();
+    let (code, report) = json_report(&["--namespace", "team-a", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let message = report["findings"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("exists in namespace \"team-a\""),
+        "{message}"
+    );
+}
+
+#[test]
+fn warn_mode_reports_without_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "mode: warn\n").unwrap();
+    let (code, report) = json_report(&[
+        "--config",
+        config.to_str().unwrap(),
+        &fixture("placeholder-image"),
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(findings(&report, "warn").len(), 1);
+    assert_eq!(report["summary"]["exitCode"], 0);
+}
+
+#[test]
+fn json_schema_is_stable() {
+    let (_, report) = json_report(&[&fixture("root-container")]);
+    assert_eq!(report["version"], 1);
+    let keys: Vec<&String> = report["summary"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "documents",
+            "enforce",
+            "errors",
+            "exitCode",
+            "files",
+            "notice",
+            "objects",
+            "skippedEmpty",
+            "skippedNotKubernetes",
+            "warn"
+        ]
+    );
+    let finding = report["findings"][0].as_object().unwrap();
+    let keys: Vec<&String> = finding.keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "apiVersion",
+            "file",
+            "fix",
+            "kind",
+            "level",
+            "line",
+            "message",
+            "name",
+            "namespace",
+            "path",
+            "rule",
+            "value"
+        ]
+    );
+}
+
+#[test]
+fn sarif_validates_against_the_2_1_0_schema() {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/tests/fixtures/sarif/sarif-2.1.0.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let root = fixture("");
+    let output = scan(&["--format", "sarif", &root]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "parse-error and duplicate-keys are in the set"
+    );
+    let sarif: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&sarif)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "SARIF invalid: {errors:#?}");
+    // The schema really checks: a broken document is rejected.
+    let mut broken = sarif.clone();
+    broken["runs"][0]["results"][0]["level"] = Value::from("fatal");
+    assert!(!validator.is_valid(&broken));
+    let run = &sarif["runs"][0];
+    let rules: Vec<&str> = run["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "secret-ref",
+            "placeholder-image",
+            "root-container",
+            "plaintext-kafka",
+            "invalid-manifest"
+        ]
+    );
+    let results = run["results"].as_array().unwrap();
+    let placeholder = results
+        .iter()
+        .find(|r| r["ruleId"] == "placeholder-image")
+        .unwrap();
+    assert_eq!(placeholder["level"], "error");
+    assert_eq!(placeholder["ruleIndex"], 1);
+    let location = &placeholder["locations"][0]["physicalLocation"];
+    assert!(
+        location["artifactLocation"]["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("placeholder-image/deployment.yaml")
+    );
+    assert_eq!(location["region"]["startLine"], 1);
+    assert!(results.iter().any(|r| r["ruleId"] == "invalid-manifest"
+        && r["locations"][0]["physicalLocation"]["region"]["startLine"] == 13));
+}
+
+#[test]
+fn exit_codes() {
+    assert_eq!(scan(&[&fixture("clean-kustomize")]).status.code(), Some(0));
+    assert_eq!(scan(&[&fixture("root-container")]).status.code(), Some(1));
+    assert_eq!(scan(&[&fixture("parse-error")]).status.code(), Some(2));
+    let missing = scan(&[&fixture("no-such-dir")]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stdout(&missing).contains("no-such-dir"));
+    // Bad arguments and bad configuration are 2 as well, with the reason on stderr.
+    let none = Command::new(BIN).arg("scan").output().unwrap();
+    assert_eq!(none.status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.yaml");
+    std::fs::write(&config, "rules: {nope: {}}\n").unwrap();
+    let bad = scan(&[
+        "--config",
+        config.to_str().unwrap(),
+        &fixture("clean-kustomize"),
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("nope"));
+    let bad_format = scan(&["--format", "xml", &fixture("clean-kustomize")]);
+    assert_eq!(bad_format.status.code(), Some(2));
+}
