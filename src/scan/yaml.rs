@@ -164,13 +164,41 @@ pub fn documents(text: &str) -> Vec<Document> {
         .collect()
 }
 
+/// kubectl reads YAML 1.1, where a plain `0440` is the octal number 288; the YAML 1.2 parser
+/// here yields the string "0440". File modes are where manifests use octal (`defaultMode: 0440`,
+/// `items[].mode: 0400`), so convert those fields the way kubectl would read them.
+fn yaml11_file_modes(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if (key == "defaultMode" || key == "mode")
+                    && let Value::String(s) = v
+                    && s.len() > 1
+                    && s.starts_with('0')
+                    && s.bytes().all(|b| (b'0'..=b'7').contains(&b))
+                    && let Ok(n) = i64::from_str_radix(&s[1..], 8)
+                {
+                    *v = Value::from(n);
+                } else {
+                    yaml11_file_modes(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(yaml11_file_modes),
+        _ => {}
+    }
+}
+
 fn parse_chunk(start: usize, chunk: &str) -> Option<Document> {
     let offset = chunk.lines().position(|l| !is_blank_or_comment(l))?;
     let first_line = start + offset + 1;
     let content = match serde_yaml_ng::Deserializer::from_str(chunk).next() {
         None => Ok(Value::Null),
         Some(doc) => Strict::deserialize(doc)
-            .map(|s| s.0)
+            .map(|mut s| {
+                yaml11_file_modes(&mut s.0);
+                s.0
+            })
             .map_err(|e| ParseError {
                 line: e.location().map_or(first_line, |l| start + l.line()),
                 message: relocate(&e.to_string(), start),
@@ -221,6 +249,17 @@ mod tests {
         let err = docs[1].content.as_ref().unwrap_err();
         assert!(err.message.contains("duplicate key \"a\""), "{err:?}");
         assert!(err.line >= 5, "{err:?}");
+    }
+
+    #[test]
+    fn octal_file_modes_read_as_kubectl_reads_them() {
+        let docs = documents(
+            "spec:\n  volumes:\n  - secret: {defaultMode: 0440, items: [{key: a, path: a, mode: 0400}]}\n  other: 0440\n",
+        );
+        let v = docs[0].content.as_ref().unwrap();
+        assert_eq!(v["spec"]["volumes"][0]["secret"]["defaultMode"], 288);
+        assert_eq!(v["spec"]["volumes"][0]["secret"]["items"][0]["mode"], 256);
+        assert_eq!(v["spec"]["other"], "0440", "only file modes are converted");
     }
 
     #[test]
