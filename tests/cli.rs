@@ -502,3 +502,39 @@ impl Drop for Guard {
         let _ = self.0.wait();
     }
 }
+
+#[tokio::test]
+async fn during_the_shutdown_delay_readyz_fails_and_validate_still_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::certs(dir.path());
+    let (child, addr) = spawn_serve(
+        dir.path(),
+        &[
+            "--tls-cert",
+            &certs.tls_cert.display().to_string(),
+            "--tls-key",
+            &certs.tls_key.display().to_string(),
+            "--shutdown-delay",
+            "2",
+        ],
+    );
+    let c = client(&certs.ca_cert, Http::One);
+    let url = |path: &str| format!("https://localhost:{}{path}", addr.port());
+    assert_eq!(c.get(url("/readyz")).send().await.unwrap().status().as_u16(), 200);
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Not ready, but still answering: fresh connections too.
+    let fresh = client(&certs.ca_cert, Http::Two);
+    assert_eq!(fresh.get(url("/readyz")).send().await.unwrap().status().as_u16(), 503);
+    let response = fresh
+        .post(url("/validate"))
+        .body(fixture("admission/deployment-create-denied.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.text().await.unwrap().contains("\"allowed\":false"));
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+}
