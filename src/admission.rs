@@ -134,6 +134,7 @@ pub fn respond_to(engine: &Engine, request: &AdmissionRequest<DynamicObject>) ->
         namespace: &namespace,
         object: request.object.as_ref().map(|o| &o.data),
         old_object: request.old_object.as_ref().map(|o| &o.data),
+        sub_resource: request.sub_resource.as_deref(),
     });
     let mut response = AdmissionResponse::from(request);
     let (decision_label, rules) = match outcome {

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::EphemeralContainer;
 use kube::core::admission::Operation;
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::inventory::{EmptyInventory, Inventory};
@@ -19,6 +21,8 @@ pub struct Request<'a> {
     pub namespace: &'a str,
     pub object: Option<&'a Value>,
     pub old_object: Option<&'a Value>,
+    /// `ephemeralcontainers`, `status`, `scale`...; `None` for the object itself.
+    pub sub_resource: Option<&'a str>,
 }
 
 /// Why a request was allowed without running the rules.
@@ -33,6 +37,8 @@ pub enum Skip {
     Unchanged,
     /// A workload without a pod template.
     NoPodSpec,
+    /// A subresource that cannot change what the rules check (status, scale, binding...).
+    Subresource,
 }
 
 impl Skip {
@@ -42,6 +48,7 @@ impl Skip {
             Skip::Kind => "kind not evaluated",
             Skip::Unchanged => "evaluated fields unchanged",
             Skip::NoPodSpec => "no pod spec",
+            Skip::Subresource => "subresource not evaluated",
         }
     }
 }
@@ -69,6 +76,23 @@ impl Decision {
             ..Decision::default()
         }
     }
+}
+
+/// Field paths of ephemeral containers that are new or changed compared with `old`.
+fn added_ephemeral_paths(pod: &PodView, old: Option<&Value>) -> Vec<String> {
+    let before: Vec<EphemeralContainer> = old
+        .and_then(|o| raw_pod_spec(WorkloadKind::Pod, o))
+        .and_then(|spec| spec.get("ephemeralContainers"))
+        .and_then(|list| Vec::<EphemeralContainer>::deserialize(list).ok())
+        .unwrap_or_default();
+    pod.spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, c)| !before.contains(c))
+        .map(|(i, _)| format!("{}.ephemeralContainers[{i}]", pod.prefix))
+        .collect()
 }
 
 /// The policy with its rules built and the inventory they read, ready to decide.
@@ -109,6 +133,12 @@ impl Engine {
         if !matches!(request.operation, Operation::Create | Operation::Update) {
             return Ok(Decision::skip(Skip::Operation));
         }
+        // Only the ephemeralcontainers subresource adds something to check (kubectl debug).
+        let ephemeral_update = match request.sub_resource {
+            None | Some("") => false,
+            Some("ephemeralcontainers") => true,
+            Some(_) => return Ok(Decision::skip(Skip::Subresource)),
+        };
         let Some(kind) = WorkloadKind::from_group_kind(request.group, request.kind) else {
             return Ok(self.decide_object(request));
         };
@@ -131,7 +161,21 @@ impl Engine {
             pod: &pod,
             inventory: self.inventory.as_ref(),
         };
-        Ok(self.apply_modes(self.rules.check(&subject)))
+        let mut findings = self.rules.check(&subject);
+        if ephemeral_update {
+            // `kubectl debug` adds an ephemeral container to a running pod: judge what it
+            // adds, not the containers the pod was admitted with (a Secret rotated away since
+            // must not make debugging impossible).
+            let added = added_ephemeral_paths(&pod, request.old_object);
+            let keep = |path: &str| {
+                added
+                    .iter()
+                    .any(|p| path == p || path.starts_with(&format!("{p}.")))
+            };
+            findings.violations.retain(|v| keep(&v.path));
+            findings.notices.retain(|n| keep(&n.path));
+        }
+        Ok(self.apply_modes(findings))
     }
 
     /// Kinds without a pod spec: evaluated only when a rule handles them.
@@ -194,6 +238,7 @@ mod tests {
                 namespace: "default",
                 object: Some(object),
                 old_object: old,
+                sub_resource: None,
             })
             .unwrap()
     }
@@ -267,6 +312,7 @@ mod tests {
                 namespace: "default",
                 object: Some(&json!({"spec": {"ports": [{"port": 80}]}})),
                 old_object: None,
+                sub_resource: None,
             })
             .unwrap();
         assert_eq!(d.skipped, Some(Skip::Kind));
@@ -284,5 +330,69 @@ mod tests {
             None,
         );
         assert!(d.allowed() && d.warnings.is_empty());
+    }
+
+    #[test]
+    fn ephemeral_update_judges_only_the_added_container() {
+        let engine = Engine::new(Policy::default()).unwrap();
+        // The pod was admitted long ago; it now breaks rules (root, a Secret since deleted).
+        let old = json!({"spec": {"containers": [{"name": "app", "image": "nginx:1.27",
+            "env": [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "t"}}}]}]}});
+        let with = |ephemeral: Value| {
+            let mut new = old.clone();
+            new["spec"]["ephemeralContainers"] = ephemeral;
+            new
+        };
+        let decide = |new: &Value, sub: Option<&str>| {
+            engine
+                .decide(&Request {
+                    group: "",
+                    kind: "Pod",
+                    operation: &Operation::Update,
+                    namespace: "default",
+                    object: Some(new),
+                    old_object: Some(&old),
+                    sub_resource: sub,
+                })
+                .unwrap()
+        };
+        let good = with(json!([{"name": "debug", "image": "busybox:1.36",
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000}}]));
+        assert!(decide(&good, Some("ephemeralcontainers")).allowed());
+        let bad = with(
+            json!([{"name": "debug", "image": "busybox:1.36", "securityContext": {"runAsUser": 0}}]),
+        );
+        let d = decide(&bad, Some("ephemeralcontainers"));
+        let paths: Vec<_> = d.denied_by.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["spec.ephemeralContainers[0].securityContext.runAsUser"]
+        );
+        // A second debug session: the first ephemeral container is no longer judged.
+        let mut old_with_first = bad.clone();
+        old_with_first["spec"]["ephemeralContainers"][0]["securityContext"] =
+            json!({"runAsUser": 0});
+        let mut second = old_with_first.clone();
+        second["spec"]["ephemeralContainers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "debug2", "image": "busybox:1.36", "securityContext": {"runAsNonRoot": true, "runAsUser": 1000}}));
+        let d = engine
+            .decide(&Request {
+                group: "",
+                kind: "Pod",
+                operation: &Operation::Update,
+                namespace: "default",
+                object: Some(&second),
+                old_object: Some(&old_with_first),
+                sub_resource: Some("ephemeralcontainers"),
+            })
+            .unwrap();
+        assert!(d.allowed(), "{:?}", d.denied_by);
+        // Other subresources are not evaluated.
+        assert_eq!(
+            decide(&bad, Some("status")).skipped,
+            Some(Skip::Subresource)
+        );
     }
 }

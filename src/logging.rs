@@ -10,9 +10,17 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. `RUST_LOG` overrides the default level (`info`).
+/// kube-client logs a whole response body at warn level when it cannot decode it; for a list
+/// of Secrets that body holds their values. Keep kube-client to errors, whatever RUST_LOG says.
+const SILENCE: &str = "kube_client=error";
+
+/// Installs the global subscriber. `RUST_LOG` overrides the default level (`info`), but never
+/// re-enables kube-client's response dumps.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| EnvFilter::try_new(format!("{spec},{SILENCE}")).ok())
+        .unwrap_or_else(|| EnvFilter::new(format!("info,{SILENCE}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -520,13 +520,33 @@ async fn during_the_shutdown_delay_readyz_fails_and_validate_still_answers() {
     );
     let c = client(&certs.ca_cert, Http::One);
     let url = |path: &str| format!("https://localhost:{}{path}", addr.port());
-    assert_eq!(c.get(url("/readyz")).send().await.unwrap().status().as_u16(), 200);
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert_eq!(
+        c.get(url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Not ready, but still answering: fresh connections too.
     let fresh = client(&certs.ca_cert, Http::Two);
-    assert_eq!(fresh.get(url("/readyz")).send().await.unwrap().status().as_u16(), 503);
+    assert_eq!(
+        fresh
+            .get(url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        503
+    );
     let response = fresh
         .post(url("/validate"))
         .body(fixture("admission/deployment-create-denied.json"))
@@ -535,6 +555,9 @@ async fn during_the_shutdown_delay_readyz_fails_and_validate_still_answers() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
     assert!(response.text().await.unwrap().contains("\"allowed\":false"));
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(output.status.code(), Some(0));
 }

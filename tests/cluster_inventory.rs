@@ -65,6 +65,7 @@ fn decide(engine: &Engine, object: &Value) -> Decision {
             namespace: "shop",
             object: Some(object),
             old_object: None,
+            sub_resource: None,
         })
         .unwrap()
 }

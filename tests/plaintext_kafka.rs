@@ -602,6 +602,7 @@ fn decide(engine: &Engine, (group, kind, object): &(&str, &str, Value)) -> Decis
             namespace: "stream",
             object: Some(object),
             old_object: None,
+            sub_resource: None,
         })
         .unwrap()
 }
@@ -700,6 +701,7 @@ fn configmap_update_without_data_change_is_allowed() {
             namespace: "stream",
             object: Some(&new),
             old_object: Some(&old),
+            sub_resource: None,
         })
         .unwrap();
     assert!(d.allowed());

@@ -31,6 +31,7 @@ fn decide(engine: &Engine, group: &str, kind: &str, namespace: &str, object: &Va
             namespace,
             object: Some(object),
             old_object: None,
+            sub_resource: None,
         })
         .unwrap()
 }

@@ -480,19 +480,32 @@ async fn plaintext_kafka_statefulset_and_strimzi_are_denied() {
 }
 
 /// Opens an HTTP/2 connection (preface + empty SETTINGS) and then stays silent.
-async fn idle_h2_connection(server: &common::TestServer) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_tls(&server.certs.ca_cert, &[b"h2"])));
+async fn idle_h2_connection(
+    server: &common::TestServer,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_tls(
+        &server.certs.ca_cert,
+        &[b"h2"],
+    )));
     let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let mut tls = connector.connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+    let mut tls = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
     tls.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
     tls.flush().await.unwrap();
     tls
 }
 
 /// Reads until the server closes the connection; true if it did within `within`.
-async fn closed_within(tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>, within: Duration) -> bool {
+async fn closed_within(
+    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    within: Duration,
+) -> bool {
     let mut buf = vec![0u8; 4096];
     tokio::time::timeout(within, async {
         loop {
@@ -508,14 +521,23 @@ async fn closed_within(tls: &mut tokio_rustls::client::TlsStream<tokio::net::Tcp
 
 #[tokio::test]
 async fn idle_http2_connections_are_closed() {
-    let limits = Limits { idle_timeout: Duration::from_millis(400), ..Limits::default() };
+    let limits = Limits {
+        idle_timeout: Duration::from_millis(400),
+        ..Limits::default()
+    };
     let server = start(None, limits).await;
     let mut idle = idle_h2_connection(&server).await;
-    assert!(closed_within(&mut idle, Duration::from_secs(5)).await, "idle HTTP/2 connection kept open");
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(5)).await,
+        "idle HTTP/2 connection kept open"
+    );
     server.stop().await;
     // With a long idle timeout the same connection stays open.
     let server = start(None, Limits::default()).await;
     let mut idle = idle_h2_connection(&server).await;
-    assert!(!closed_within(&mut idle, Duration::from_millis(1500)).await, "closed before the idle timeout");
+    assert!(
+        !closed_within(&mut idle, Duration::from_millis(1500)).await,
+        "closed before the idle timeout"
+    );
     server.stop().await;
 }

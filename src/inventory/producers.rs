@@ -1,5 +1,7 @@
 //! What will produce a Secret: external-secrets.io ExternalSecret, bitnami.com SealedSecret and
 //! cert-manager.io Certificate, read from their specs (the same code for cluster and manifests).
+//! A SealedSecret always produces a Secret of its own name and namespace (sealed-secrets'
+//! `Unseal`); ExternalSecret `creationPolicy: None` and `Merge` create none.
 //!
 //! References: external-secrets.io API spec (ExternalSecret `spec.target.name` defaults to the
 //! object's name; `spec.target.creationPolicy: None` creates no Secret; `spec.dataFrom` and
@@ -140,7 +142,11 @@ pub fn producer_from_object(
     let spec = object.get("spec").unwrap_or(&Value::Null);
     let (target, namespace, keys) = match kind {
         ProducerKind::ExternalSecret => {
-            if str_at(spec, &["target", "creationPolicy"]) == Some("None") {
+            // None creates nothing; Merge only merges into a Secret that must already exist.
+            if matches!(
+                str_at(spec, &["target", "creationPolicy"]),
+                Some("None" | "Merge")
+            ) {
                 return None;
             }
             let target = str_at(spec, &["target", "name"])
@@ -163,16 +169,21 @@ pub fn producer_from_object(
             (target, namespace, keys)
         }
         ProducerKind::SealedSecret => {
+            // The controller always names the Secret after the SealedSecret, in its namespace
+            // (Unseal sets name and namespace from the SealedSecret's own metadata), whatever
+            // spec.template.metadata says.
             let template = spec.get("template").unwrap_or(&Value::Null);
-            let target = str_at(template, &["metadata", "name"])
-                .unwrap_or(&name)
-                .to_string();
-            let namespace = str_at(template, &["metadata", "namespace"])
-                .map(str::to_string)
-                .unwrap_or(namespace);
             let mut keys = object_keys(spec.get("encryptedData"));
-            keys.extend(object_keys(template.get("data")));
-            (target, namespace, ProducedKeys::Known(keys))
+            keys.extend(
+                template
+                    .get("data")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, _)| k.clone()),
+            );
+            (name.clone(), namespace, ProducedKeys::Known(keys))
         }
         ProducerKind::Certificate => {
             let target = str_at(spec, &["secretName"])?.to_string();
@@ -242,17 +253,28 @@ mod tests {
                 .keys,
             ProducedKeys::Unknown(_)
         ));
-        let none =
-            json!({"metadata": {"name": "db"}, "spec": {"target": {"creationPolicy": "None"}}});
-        assert!(producer_from_object(ProducerKind::ExternalSecret, &none, "d").is_none());
+        for policy in ["None", "Merge"] {
+            let none =
+                json!({"metadata": {"name": "db"}, "spec": {"target": {"creationPolicy": policy}}});
+            assert!(
+                producer_from_object(ProducerKind::ExternalSecret, &none, "d").is_none(),
+                "{policy}"
+            );
+        }
+        let orphan =
+            json!({"metadata": {"name": "db"}, "spec": {"target": {"creationPolicy": "Orphan"}}});
+        assert!(producer_from_object(ProducerKind::ExternalSecret, &orphan, "d").is_some());
     }
 
     #[test]
     fn sealed_secret_and_certificate() {
         let ss = json!({"metadata": {"name": "api", "namespace": "shop"}, "spec": {
-            "encryptedData": {"token": "AgB..."}, "template": {"metadata": {"name": "api-token"}, "data": {"url": "https://x"}}}});
+            "encryptedData": {"token": "AgB..."}, "template": {"metadata": {"name": "api-token"}, "data": {"url": "https://x", "gone": null}}}});
         let p = producer_from_object(ProducerKind::SealedSecret, &ss, "default").unwrap();
-        assert_eq!(p.target, "api-token");
+        assert_eq!(
+            p.target, "api",
+            "the Secret is named after the SealedSecret"
+        );
         assert_eq!(p.keys, keys(&["token", "url"]));
         let cert = json!({"metadata": {"name": "web", "namespace": "shop"}, "spec": {"secretName": "web-tls",
             "additionalOutputFormats": [{"type": "CombinedPEM"}]}});

@@ -148,6 +148,11 @@ pub fn classify_image(image: &str, deny: &GlobSet, allow: &[String]) -> ImageVer
     {
         return ImageVerdict::PlaceholderSegment(segment.to_string());
     }
+    // Registry hosts are case-insensitive, and Docker Hub has aliases: compare normalised.
+    let registry = match registry.to_ascii_lowercase().as_str() {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
+        other => other.to_string(),
+    };
     let name = format!("{registry}/{}", reference.repository());
     if !deny.is_empty()
         && (deny.is_match(&name) || deny.is_match(reference.whole()) || deny.is_match(image))
@@ -403,6 +408,11 @@ mod tests {
         assert_eq!(check("ghcr.io/acme"), ImageVerdict::Fine);
         assert_eq!(check("registry.k8s.io/pause:3.10"), ImageVerdict::Fine);
         assert_eq!(check("nginx:1.27"), ImageVerdict::Fine);
+        assert_eq!(check("GHCR.io/acme/app:1.0"), ImageVerdict::Fine);
+        assert_eq!(
+            check("registry-1.docker.io/library/redis:7"),
+            ImageVerdict::Fine
+        );
         assert_eq!(
             check("ghcr.io/acme-evil/app:1.0"),
             ImageVerdict::OutsideAllowed

@@ -333,6 +333,7 @@ fn evaluate(engine: &Engine, located: &Located, default_namespace: &str, report:
         },
         object: Some(object),
         old_object: None,
+        sub_resource: None,
     }) {
         Ok(d) => d,
         Err(e) => {

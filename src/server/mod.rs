@@ -6,11 +6,11 @@ mod prefixed;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
 use std::time::Duration;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use axum::Router;
@@ -123,7 +123,9 @@ impl Server {
         let ready = state.ready.clone();
         let router = router(state);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let max = u32::try_from(limits.max_connections).unwrap_or(u32::MAX).max(1);
+        let max = u32::try_from(limits.max_connections)
+            .unwrap_or(u32::MAX)
+            .max(1);
         let slots = Arc::new(Semaphore::new(max as usize));
         ready.store(true, Ordering::SeqCst);
         tokio::pin!(shutdown);
