@@ -410,7 +410,12 @@ async fn admission_requests_make_no_api_calls() {
     ));
     let inv = inventory.clone();
     eventually("sync", || inv.readiness() == Readiness::Ready).await;
-    let server = start_with(None, Limits::default(), inventory).await;
+    // These requests are denied for a missing Secret: do not wait for it to appear.
+    let limits = Limits {
+        missing_secret_grace: Duration::ZERO,
+        ..Limits::default()
+    };
+    let server = start_with(None, limits, inventory).await;
     // Let the initial discovery and watch requests settle, then count.
     tokio::time::sleep(Duration::from_millis(200)).await;
     api.clear_requests();
@@ -432,5 +437,58 @@ async fn admission_requests_make_no_api_calls() {
         Vec::<String>::new(),
         "admission requests reached the API server"
     );
+    server.stop().await;
+}
+
+fn review_for(secret: &str) -> Vec<u8> {
+    let mut review: Value =
+        serde_json::from_slice(&fixture("admission/pod-create-allowed.json")).unwrap();
+    review["request"]["object"]["spec"]["containers"][0]["env"] =
+        json!([{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}}}]);
+    serde_json::to_vec(&review).unwrap()
+}
+
+#[tokio::test]
+async fn a_secret_applied_together_with_the_workload_is_waited_for() {
+    let api = Arc::new(FakeApiServer::start().await);
+    let inventory: Arc<dyn Inventory> = Arc::new(ClusterInventory::start(api.client(), options()));
+    let inv = inventory.clone();
+    eventually("sync", || inv.readiness() == Readiness::Ready).await;
+    let server = start_with(None, Limits::default(), inventory).await;
+    let c = client(&server.certs.ca_cert, Http::Two);
+    // `kubectl apply -f dir/`: the Secret lands 200 ms after the Pod's admission request starts.
+    let later = api.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        later.apply(
+            "",
+            "v1",
+            "secrets",
+            secret("shop", "just-applied", &["token"]),
+        );
+    });
+    let body = c
+        .post(server.url("/validate"))
+        .body(review_for("just-applied"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("\"allowed\":true"), "{body}");
+    // A Secret that never comes is still denied, after the bounded wait.
+    let t = Instant::now();
+    let body = c
+        .post(server.url("/validate"))
+        .body(review_for("never-applied"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("\"allowed\":false"), "{body}");
+    assert!(t.elapsed() < Duration::from_secs(5));
     server.stop().await;
 }

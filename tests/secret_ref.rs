@@ -370,3 +370,27 @@ fn without_inventory_the_message_says_so() {
         .message;
     assert!(message.contains("no --inventory given"), "{message}");
 }
+
+#[test]
+fn suggestions_are_bounded_per_request() {
+    // Thousands of missing references: every one is reported, only the first few get the
+    // (costly) "did you mean" search.
+    let engine = engine("");
+    let env: Vec<Value> = (0..2000)
+        .map(|i| json!({"name": format!("V{i}"), "valueFrom": {"secretKeyRef": {"name": format!("db-credential{}", i % 10), "key": "k"}}}))
+        .collect();
+    let decision = decide(
+        &engine,
+        "",
+        "Pod",
+        "shop",
+        &pod(json!({"containers": [container(json!({"env": env}))]})),
+    );
+    assert_eq!(decision.denied_by.len(), 2000);
+    let suggested = decision
+        .denied_by
+        .iter()
+        .filter(|v| v.message.contains("did you mean"))
+        .count();
+    assert_eq!(suggested, 20);
+}

@@ -155,16 +155,35 @@ struct WatchState {
     last_event: Option<Instant>,
 }
 
-#[derive(Default)]
 struct Shared {
     catalog: SharedCatalog,
+    /// Bumped after every catalog change, so a request can wait briefly for a Secret that was
+    /// applied together with the workload (`kubectl apply -f dir/`).
+    changed: tokio::sync::watch::Sender<u64>,
     watches: Mutex<BTreeMap<String, WatchState>>,
     /// Has the first discovery pass for producer CRDs completed?
     discovered: Mutex<bool>,
     producer_tasks: Mutex<HashMap<ProducerKind, (String, JoinHandle<()>)>>,
 }
 
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            catalog: SharedCatalog::default(),
+            changed: tokio::sync::watch::Sender::new(0),
+            watches: Mutex::default(),
+            discovered: Mutex::default(),
+            producer_tasks: Mutex::default(),
+        }
+    }
+}
+
 impl Shared {
+    fn bump(&self) {
+        self.changed
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
     fn update(&self, resource: &str, f: impl FnOnce(&mut WatchState)) {
         let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
         f(watches.entry(resource.to_string()).or_default());
@@ -292,6 +311,7 @@ async fn run_watch<K, S>(
                         sink.put(&mut catalog, object);
                     }
                 }
+                shared.bump();
                 shared.update(&resource, |w| {
                     if !w.synced {
                         tracing::info!(resource = %resource, objects = count, "inventory synced");
@@ -303,6 +323,7 @@ async fn run_watch<K, S>(
             }
             Ok(watcher::Event::Apply(object)) => {
                 sink.put(&mut write(&shared.catalog), &object);
+                shared.bump();
                 shared.update(&resource, |w| {
                     w.last_error = None;
                     w.last_event = Some(Instant::now());
@@ -310,6 +331,7 @@ async fn run_watch<K, S>(
             }
             Ok(watcher::Event::Delete(object)) => {
                 sink.remove(&mut write(&shared.catalog), &object);
+                shared.bump();
                 shared.update(&resource, |w| w.last_event = Some(Instant::now()));
             }
             Err(err) => {
@@ -350,16 +372,22 @@ async fn discover(
 ) -> Result<(), kube::Error> {
     for kind in ProducerKind::ALL {
         let version = served_version(client, kind).await?;
-        let mut tasks = shared
-            .producer_tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let current = tasks.get(&kind).map(|(v, _)| v.clone());
-        if current == version {
-            continue;
-        }
-        if let Some((old, handle)) = tasks.remove(&kind) {
+        let removed = {
+            let mut tasks = shared
+                .producer_tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let current = tasks.get(&kind).map(|(v, _)| v.clone());
+            if current == version {
+                continue;
+            }
+            tasks.remove(&kind)
+        };
+        if let Some((old, handle)) = removed {
+            // Wait for the task to be gone before clearing, so a write it was about to make
+            // cannot bring stale producers back.
             handle.abort();
+            let _ = handle.await;
             Producers(kind).clear(&mut write(&shared.catalog));
             shared
                 .watches
@@ -389,7 +417,11 @@ async fn discover(
                 Producers(kind),
             ));
             tracing::info!(kind = kind.kind(), %version, "producer API served; watching");
-            tasks.insert(kind, (version, handle));
+            shared
+                .producer_tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(kind, (version, handle));
         }
     }
     Ok(())
@@ -554,5 +586,8 @@ impl Inventory for ClusterInventory {
     }
     fn source(&self) -> &str {
         "the cluster"
+    }
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.shared.changed.subscribe())
     }
 }

@@ -47,6 +47,11 @@ pub trait Inventory: Send + Sync {
     fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMapInfo>;
     fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>>;
     fn readiness(&self) -> Readiness;
+    /// A receiver that changes whenever the inventory does, for inventories that change
+    /// (the cluster watch); `None` for static ones.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
     /// Where the state comes from, for "not found" messages ("in the cluster", "in the given
     /// manifests", "no --inventory was given").
     fn source(&self) -> &str;
@@ -63,6 +68,8 @@ fn key(namespace: &str, name: &str) -> Key {
 pub struct Catalog {
     secrets: HashMap<Key, SecretInfo>,
     secrets_by_name: HashMap<String, BTreeSet<String>>,
+    /// namespace -> Secret names, so suggestions never walk every Secret of the cluster.
+    secrets_by_namespace: HashMap<String, BTreeSet<String>>,
     /// (namespace, producer object name) -> producer, per producer kind.
     producers: HashMap<(ProducerKind, Key), Producer>,
     /// (namespace, target secret) -> producer keys.
@@ -77,6 +84,10 @@ impl Catalog {
             .entry(name.to_string())
             .or_default()
             .insert(namespace.to_string());
+        self.secrets_by_namespace
+            .entry(namespace.to_string())
+            .or_default()
+            .insert(name.to_string());
         self.secrets.insert(key(namespace, name), info);
     }
 
@@ -88,11 +99,18 @@ impl Catalog {
                 self.secrets_by_name.remove(name);
             }
         }
+        if let Some(names) = self.secrets_by_namespace.get_mut(namespace) {
+            names.remove(name);
+            if names.is_empty() {
+                self.secrets_by_namespace.remove(namespace);
+            }
+        }
     }
 
     pub fn clear_secrets(&mut self) {
         self.secrets.clear();
         self.secrets_by_name.clear();
+        self.secrets_by_namespace.clear();
     }
 
     pub fn put_producer(&mut self, producer: Producer) {
@@ -185,11 +203,10 @@ impl Catalog {
 
     pub fn secret_names(&self, namespace: &str) -> Vec<String> {
         let mut names: BTreeSet<String> = self
-            .secrets
-            .keys()
-            .filter(|(ns, _)| ns == namespace)
-            .map(|(_, name)| name.clone())
-            .collect();
+            .secrets_by_namespace
+            .get(namespace)
+            .cloned()
+            .unwrap_or_default();
         names.extend(
             self.producers_by_target
                 .keys()

@@ -136,12 +136,24 @@ fn push_with_items<'a>(
     }
 }
 
+/// Names longer than this get no "did you mean": comparing them costs more than it helps.
+const MAX_SUGGESTED_LEN: usize = 100;
+/// At most this many references per request get suggestions, so a pod with thousands of
+/// missing references cannot make one admission request expensive.
+const MAX_SUGGESTIONS_PER_REQUEST: usize = 20;
+
 /// Names within a small edit distance of `wanted`, closest first (at most three).
 fn close_names(wanted: &str, candidates: impl IntoIterator<Item = String>) -> Vec<String> {
-    let limit = (wanted.chars().count() / 4).clamp(1, 3);
+    let wanted_len = wanted.chars().count();
+    if wanted_len > MAX_SUGGESTED_LEN {
+        return Vec::new();
+    }
+    let limit = (wanted_len / 4).clamp(1, 3);
     let mut scored: Vec<(usize, String)> = candidates
         .into_iter()
         .filter(|c| c != wanted)
+        // Edit distance is at least the length difference: skip what cannot be close.
+        .filter(|c| c.chars().count().abs_diff(wanted_len) <= limit)
         .filter_map(|c| {
             let d = strsim::damerau_levenshtein(&wanted.to_lowercase(), &c.to_lowercase());
             (d <= limit).then_some((d, c))
@@ -218,8 +230,9 @@ impl Rule for SecretReferences {
             }
             return;
         }
+        let mut budget = MAX_SUGGESTIONS_PER_REQUEST;
         for r in refs {
-            check_one(inventory, namespace, &r, out);
+            check_one(inventory, namespace, &r, &mut budget, out);
         }
     }
 }
@@ -237,7 +250,21 @@ fn violation(r: &SecretRef<'_>, message: String, fix: String) -> Violation {
     }
 }
 
-fn check_one(inventory: &dyn Inventory, namespace: &str, r: &SecretRef<'_>, out: &mut Findings) {
+fn check_one(
+    inventory: &dyn Inventory,
+    namespace: &str,
+    r: &SecretRef<'_>,
+    budget: &mut usize,
+    out: &mut Findings,
+) {
+    // Suggestions cost a scan of names; spend them on the first few violations only.
+    let mut suggest = |wanted: &str, candidates: &mut dyn FnMut() -> Vec<String>| {
+        if *budget == 0 {
+            return String::new();
+        }
+        *budget -= 1;
+        did_you_mean(&close_names(wanted, candidates()))
+    };
     if r.name.is_empty() {
         out.violations.push(violation(
             r,
@@ -306,7 +333,7 @@ fn check_one(inventory: &dyn Inventory, namespace: &str, r: &SecretRef<'_>, out:
     }
     let key = r.key.unwrap_or_default();
     if let Some(secret) = secret {
-        let suggestion = did_you_mean(&close_names(key, secret.keys.iter().cloned()));
+        let suggestion = suggest(key, &mut || secret.keys.iter().cloned().collect());
         out.violations.push(violation(
             r,
             format!(
@@ -323,7 +350,7 @@ fn check_one(inventory: &dyn Inventory, namespace: &str, r: &SecretRef<'_>, out:
             ProducedKeys::Known(keys) => keys.clone(),
             ProducedKeys::Unknown(_) => BTreeSet::new(),
         };
-        let suggestion = did_you_mean(&close_names(key, keys.iter().cloned()));
+        let suggestion = suggest(key, &mut || keys.iter().cloned().collect());
         out.violations.push(violation(
             r,
             format!(
@@ -336,7 +363,7 @@ fn check_one(inventory: &dyn Inventory, namespace: &str, r: &SecretRef<'_>, out:
         ));
         return;
     }
-    let suggestion = did_you_mean(&close_names(r.name, inventory.secret_names(namespace)));
+    let suggestion = suggest(r.name, &mut || inventory.secret_names(namespace));
     let elsewhere = inventory.namespaces_with_secret(r.name, namespace);
     let elsewhere = if elsewhere.is_empty() {
         String::new()

@@ -82,7 +82,26 @@ pub async fn validate(State(state): State<AppState>, request: Request) -> Respon
         }
     };
     let engine = state.engine.load();
-    match admission::respond(&engine, &body) {
+    // Subscribe before deciding, so a change between the decision and the wait is not missed.
+    let mut changes = engine.inventory().changes();
+    let mut outcome = admission::respond(&engine, &body);
+    if let Some(changes) = changes.as_mut() {
+        let deadline = tokio::time::Instant::now() + state.limits.missing_secret_grace;
+        while let Ok(reply) = &outcome {
+            let waiting_for_secret =
+                reply.summary.decision == "deny" && reply.summary.rules.contains(&"secret-ref");
+            if !waiting_for_secret
+                || !matches!(
+                    tokio::time::timeout_at(deadline, changes.changed()).await,
+                    Ok(Ok(()))
+                )
+            {
+                break;
+            }
+            outcome = admission::respond(&engine, &body);
+        }
+    }
+    match outcome {
         Ok(reply) => {
             let s = &reply.summary;
             tracing::info!(

@@ -49,6 +49,10 @@ pub struct Limits {
     /// A connection with nothing in flight for this long is closed (HTTP/2 clients would
     /// otherwise hold their slot forever by answering pings).
     pub idle_timeout: Duration,
+    /// When a request is denied only because a Secret is missing from the watch cache, wait up
+    /// to this long for the cache to change and decide again: `kubectl apply -f dir/` sends
+    /// the Secret and the Deployment milliseconds apart. Zero disables it.
+    pub missing_secret_grace: Duration,
 }
 
 impl Default for Limits {
@@ -62,6 +66,7 @@ impl Default for Limits {
             shutdown_delay: Duration::ZERO,
             max_connections: 4096,
             idle_timeout: Duration::from_secs(120),
+            missing_secret_grace: Duration::from_secs(1),
         }
     }
 }
