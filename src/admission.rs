@@ -14,7 +14,8 @@ use kube::core::response::StatusSummary;
 use serde_json::Value;
 
 use crate::engine::{Decision, Engine, Request};
-use crate::rules::{Notice, Violation};
+use crate::exemptions::Caller;
+use crate::rules::Violation;
 
 /// kube-apiserver asks for warnings of at most 120 characters...
 pub const WARNING_MAX_LEN: usize = 120;
@@ -127,15 +128,27 @@ pub fn respond_to(engine: &Engine, request: &AdmissionRequest<DynamicObject>) ->
     } else {
         request.name.clone()
     };
-    let outcome = engine.decide(&Request {
-        group: &request.kind.group,
-        kind: &request.kind.kind,
-        operation: &request.operation,
-        namespace: &namespace,
-        object: request.object.as_ref().map(|o| &o.data),
-        old_object: request.old_object.as_ref().map(|o| &o.data),
-        sub_resource: request.sub_resource.as_deref(),
-    });
+    let groups = request.user_info.groups.clone().unwrap_or_default();
+    let caller = Caller {
+        username: request.user_info.username.as_deref().unwrap_or(""),
+        groups: &groups,
+        annotations: request
+            .object
+            .as_ref()
+            .and_then(|o| o.metadata.annotations.as_ref()),
+    };
+    let outcome = engine.decide_with(
+        &Request {
+            group: &request.kind.group,
+            kind: &request.kind.kind,
+            operation: &request.operation,
+            namespace: &namespace,
+            object: request.object.as_ref().map(|o| &o.data),
+            old_object: request.old_object.as_ref().map(|o| &o.data),
+            sub_resource: request.sub_resource.as_deref(),
+        },
+        &caller,
+    );
     let mut response = AdmissionResponse::from(request);
     let (decision_label, rules) = match outcome {
         Ok(decision) => {
@@ -233,8 +246,9 @@ fn apply_decision(
         response.result.reason = "Forbidden".to_string();
         response.result.status = Some(StatusSummary::Failure);
     }
-    if !decision.warnings.is_empty() || !decision.notices.is_empty() {
-        response.warnings = Some(warnings(&decision.warnings, &decision.notices));
+    let lines = warnings(decision);
+    if !lines.is_empty() {
+        response.warnings = Some(lines);
     }
     response.audit_annotations = audit_annotations(decision);
     response
@@ -273,18 +287,33 @@ fn truncate(text: String, max: usize) -> String {
 
 /// One warning per violation, each one line starting with the rule id and within 120 bytes;
 /// when they would not fit kube-apiserver's budget, the last one says how many were left out.
-pub fn warnings(violations: &[Violation], notices: &[Notice]) -> Vec<String> {
+pub fn warnings(decision: &Decision) -> Vec<String> {
     // Room for the "N more" line, so it always fits.
     let budget = WARNINGS_TOTAL_BUDGET - WARNING_MAX_LEN;
     let mut out = Vec::new();
     let mut used = 0;
-    let lines: Vec<String> = violations
+    let lines: Vec<String> = decision
+        .warnings
         .iter()
         .map(|v| format!("{} {}: {}", v.rule, v.path, v.message))
+        .chain(decision.exempted.iter().map(|e| {
+            let v = &e.violation;
+            format!(
+                "{} {}: exempt ({}): {}",
+                v.rule, v.path, e.exemption, v.message
+            )
+        }))
         .chain(
-            notices
+            decision
+                .notices
                 .iter()
                 .map(|n| format!("{} {}: {}", n.rule, n.path, n.message)),
+        )
+        .chain(
+            decision
+                .policy_notes
+                .iter()
+                .map(|n| format!("applyguard: {n}")),
         )
         .collect();
     let total = lines.len();
@@ -313,6 +342,16 @@ fn audit_annotations(decision: &Decision) -> HashMap<String, String> {
                 .or_default()
                 .push(one_line(&format!("{}: {}", v.path, v.message)));
         }
+    }
+    for e in &decision.exempted {
+        let v = &e.violation;
+        grouped
+            .entry(format!("exempt-{}", v.rule))
+            .or_default()
+            .push(one_line(&format!(
+                "{}: {} (exempt: {})",
+                v.path, v.message, e.exemption
+            )));
     }
     for n in &decision.notices {
         grouped
@@ -350,7 +389,10 @@ mod tests {
     #[test]
     fn warnings_are_single_lines_within_limits() {
         let list: Vec<_> = (0..3).map(violation).collect();
-        let w = warnings(&list, &[]);
+        let w = warnings(&Decision {
+            warnings: list,
+            ..Decision::default()
+        });
         assert_eq!(w.len(), 3);
         for line in &w {
             assert!(line.starts_with("placeholder-image "), "{line}");
@@ -362,7 +404,10 @@ mod tests {
     #[test]
     fn too_many_warnings_end_with_a_count() {
         let list: Vec<_> = (0..200).map(violation).collect();
-        let w = warnings(&list, &[]);
+        let w = warnings(&Decision {
+            warnings: list,
+            ..Decision::default()
+        });
         let total: usize = w.iter().map(String::len).sum();
         assert!(total <= WARNINGS_TOTAL_BUDGET, "{total}");
         let last = w.last().unwrap();

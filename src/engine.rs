@@ -8,9 +8,12 @@ use kube::core::admission::Operation;
 use serde::Deserialize;
 use serde_json::Value;
 
+use std::collections::HashMap;
+
+use crate::exemptions::{self, Caller, Exemption, Matchers};
 use crate::inventory::{EmptyInventory, Inventory};
 use crate::policy::{Policy, PolicyError, RuleMode};
-use crate::rules::{Findings, Notice, ObjectSubject, RuleSet, Subject, Violation};
+use crate::rules::{Findings, Notice, ObjectSubject, RuleId, RuleSet, Subject, Violation};
 use crate::workload::{PodView, WorkloadError, WorkloadKind, raw_pod_spec};
 
 /// What the engine needs to know about one admission request.
@@ -53,6 +56,14 @@ impl Skip {
     }
 }
 
+/// A violation that an exemption turned into a warning.
+#[derive(Debug, Clone)]
+pub struct Exempted {
+    pub violation: Violation,
+    /// Which exemption, and why: `namespace kube-system is exempt (exemptions.namespaces: ...)`.
+    pub exemption: String,
+}
+
 /// The verdict on one request.
 #[derive(Debug, Clone, Default)]
 pub struct Decision {
@@ -62,6 +73,10 @@ pub struct Decision {
     pub warnings: Vec<Violation>,
     /// Information returned as warnings whatever the mode.
     pub notices: Vec<Notice>,
+    /// Violations an exemption turned into warnings.
+    pub exempted: Vec<Exempted>,
+    /// Problems with namespace labels or exemption annotations, returned as warnings.
+    pub policy_notes: Vec<String>,
     pub skipped: Option<Skip>,
 }
 
@@ -99,7 +114,15 @@ fn added_ephemeral_paths(pod: &PodView, old: Option<&Value>) -> Vec<String> {
 pub struct Engine {
     policy: Policy,
     rules: RuleSet,
+    exemptions: Matchers,
     inventory: Arc<dyn Inventory>,
+}
+
+/// How rules apply to one request: modes from the namespace, and exemptions.
+struct Applicability {
+    modes: HashMap<RuleId, RuleMode>,
+    exemption: Exemption,
+    notes: Vec<String>,
 }
 
 impl Engine {
@@ -113,9 +136,11 @@ impl Engine {
         inventory: Arc<dyn Inventory>,
     ) -> Result<Engine, PolicyError> {
         let rules = RuleSet::from_policy(&policy)?;
+        let exemptions = Matchers::new(&policy.exemptions);
         Ok(Engine {
             policy,
             rules,
+            exemptions,
             inventory,
         })
     }
@@ -128,8 +153,29 @@ impl Engine {
         &self.inventory
     }
 
-    /// Decides one request.
+    /// Decides one request with no caller information (no user, no annotations).
     pub fn decide(&self, request: &Request<'_>) -> Result<Decision, WorkloadError> {
+        self.decide_with(request, &Caller::default())
+    }
+
+    fn applicability(&self, namespace: &str, caller: &Caller<'_>) -> Applicability {
+        let labels = self.inventory.namespace_labels(namespace);
+        let (modes, mut notes) = exemptions::modes(&self.policy, labels.as_ref());
+        let exemption = self.exemptions.evaluate(namespace, caller);
+        notes.extend(exemption.notes.iter().cloned());
+        Applicability {
+            modes,
+            exemption,
+            notes,
+        }
+    }
+
+    /// Decides one request: namespace labels choose the modes, and exemptions apply.
+    pub fn decide_with(
+        &self,
+        request: &Request<'_>,
+        caller: &Caller<'_>,
+    ) -> Result<Decision, WorkloadError> {
         if !matches!(request.operation, Operation::Create | Operation::Update) {
             return Ok(Decision::skip(Skip::Operation));
         }
@@ -139,8 +185,10 @@ impl Engine {
             Some("ephemeralcontainers") => true,
             Some(_) => return Ok(Decision::skip(Skip::Subresource)),
         };
+        let applicability = self.applicability(request.namespace, caller);
+        let enabled = |rule: RuleId| applicability.modes.get(&rule) != Some(&RuleMode::Off);
         let Some(kind) = WorkloadKind::from_group_kind(request.group, request.kind) else {
-            return Ok(self.decide_object(request));
+            return Ok(self.decide_object(request, &applicability, &enabled));
         };
         let Some(object) = request.object else {
             return Ok(Decision::skip(Skip::NoPodSpec));
@@ -161,7 +209,7 @@ impl Engine {
             pod: &pod,
             inventory: self.inventory.as_ref(),
         };
-        let mut findings = self.rules.check(&subject);
+        let mut findings = self.rules.check(&subject, &enabled);
         if ephemeral_update {
             // `kubectl debug` adds an ephemeral container to a running pod: judge what it
             // adds, not the containers the pod was admitted with (a Secret rotated away since
@@ -175,15 +223,23 @@ impl Engine {
             findings.violations.retain(|v| keep(&v.path));
             findings.notices.retain(|n| keep(&n.path));
         }
-        Ok(self.apply_modes(findings))
+        Ok(apply_modes(findings, applicability))
     }
 
     /// Kinds without a pod spec: evaluated only when a rule handles them.
-    fn decide_object(&self, request: &Request<'_>) -> Decision {
+    fn decide_object(
+        &self,
+        request: &Request<'_>,
+        applicability: &Applicability,
+        enabled: &dyn Fn(RuleId) -> bool,
+    ) -> Decision {
         let Some(object) = request.object else {
             return Decision::skip(Skip::Kind);
         };
-        if !self.rules.handles_kind(request.group, request.kind) {
+        if !self
+            .rules
+            .handles_kind(request.group, request.kind, enabled)
+        {
             return Decision::skip(Skip::Kind);
         }
         // An update that leaves data and spec alone (labels, annotations, status) is allowed.
@@ -194,29 +250,53 @@ impl Engine {
         {
             return Decision::skip(Skip::Unchanged);
         }
-        self.apply_modes(self.rules.check_object(&ObjectSubject {
-            group: request.group,
-            kind: request.kind,
-            namespace: request.namespace,
-            object,
-            inventory: self.inventory.as_ref(),
-        }))
+        let findings = self.rules.check_object(
+            &ObjectSubject {
+                group: request.group,
+                kind: request.kind,
+                namespace: request.namespace,
+                object,
+                inventory: self.inventory.as_ref(),
+            },
+            enabled,
+        );
+        apply_modes(
+            findings,
+            Applicability {
+                modes: applicability.modes.clone(),
+                exemption: applicability.exemption.clone(),
+                notes: applicability.notes.clone(),
+            },
+        )
     }
+}
 
-    fn apply_modes(&self, findings: Findings) -> Decision {
-        let mut decision = Decision {
-            notices: findings.notices,
-            ..Decision::default()
-        };
-        for violation in findings.violations {
-            match self.policy.rule_mode(violation.rule) {
-                RuleMode::Enforce => decision.denied_by.push(violation),
-                RuleMode::Warn => decision.warnings.push(violation),
-                RuleMode::Off => {}
-            }
+/// Sorts violations into denials, warnings and exemptions by the request's modes.
+fn apply_modes(findings: Findings, applicability: Applicability) -> Decision {
+    let mut decision = Decision {
+        notices: findings.notices,
+        policy_notes: applicability.notes,
+        ..Decision::default()
+    };
+    for violation in findings.violations {
+        let mode = applicability
+            .modes
+            .get(&violation.rule)
+            .copied()
+            .unwrap_or(RuleMode::Enforce);
+        if mode == RuleMode::Off {
+            continue;
         }
-        decision
+        match applicability.exemption.reason(violation.rule) {
+            Some(reason) => decision.exempted.push(Exempted {
+                violation,
+                exemption: reason.to_string(),
+            }),
+            None if mode == RuleMode::Enforce => decision.denied_by.push(violation),
+            None => decision.warnings.push(violation),
+        }
     }
+    decision
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod certs;
 pub mod commands;
 pub mod engine;
 pub mod env;
+pub mod exemptions;
 pub mod inventory;
 pub mod kafka;
 pub mod logging;

@@ -88,6 +88,49 @@ pub struct Policy {
     pub failure_mode: FailureMode,
     #[serde(default)]
     pub rules: Rules,
+    #[serde(default)]
+    pub exemptions: Exemptions,
+}
+
+/// Who and what is exempt. An exemption turns a violation into a warning that names it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Exemptions {
+    /// `false` turns every exemption off (strict clusters).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Namespace names or globs (`team-*`).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Request usernames (userInfo.username), exact or glob.
+    #[serde(default)]
+    pub usernames: Vec<String>,
+    /// Request groups (userInfo.groups), exact or glob.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Service accounts as `namespace/name`, exact or glob (`kube-system/*`).
+    #[serde(default)]
+    pub service_accounts: Vec<String>,
+    /// Whether objects may exempt themselves with `applyguard.io/exempt` (and a reason).
+    #[serde(default = "yes")]
+    pub annotations: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Exemptions {
+    fn default() -> Self {
+        Exemptions {
+            enabled: true,
+            namespaces: Vec::new(),
+            usernames: Vec::new(),
+            groups: Vec::new(),
+            service_accounts: Vec::new(),
+            annotations: true,
+        }
+    }
 }
 
 /// Per-rule settings. Unknown rule ids are rejected so that a typo never silently disables a rule.
@@ -176,6 +219,26 @@ impl Policy {
 
     /// Checks what serde cannot: patterns compile and prefixes are well formed.
     fn validate(&self) -> Result<(), String> {
+        let e = &self.exemptions;
+        for (key, list) in [
+            ("namespaces", &e.namespaces),
+            ("usernames", &e.usernames),
+            ("groups", &e.groups),
+            ("serviceAccounts", &e.service_accounts),
+        ] {
+            for pattern in list {
+                globset::Glob::new(pattern).map_err(|err| {
+                    format!("exemptions.{key}: {pattern:?} is not a valid glob: {err}")
+                })?;
+            }
+        }
+        for account in &e.service_accounts {
+            if !account.contains('/') {
+                return Err(format!(
+                    "exemptions.serviceAccounts: {account:?} must be namespace/name (globs allowed)"
+                ));
+            }
+        }
         let image = &self.rules.placeholder_image;
         for pattern in &image.deny {
             globset::Glob::new(pattern).map_err(|e| {

@@ -836,39 +836,45 @@ async fn numbers_where_strings_belong_get_a_clear_refusal() {
     let healthy = healthy(&server);
     let base =
         json!({"name": "app", "image": "ghcr.io/acme/app:1", "securityContext": safe_context()});
-    let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
-        ("image: 42", Box::new(|c| c["image"] = json!(42))),
-        ("name: 1.5", Box::new(|c| c["name"] = json!(1.5))),
-        ("image: [..]", Box::new(|c| c["image"] = json!(["a", "b"]))),
-        (
-            "image: {..}",
-            Box::new(|c| c["image"] = json!({"registry": "x"})),
-        ),
+    let mutations: Vec<(&str, &[&str], Value)> = vec![
+        ("image: 42", &["image"], json!(42)),
+        ("name: 1.5", &["name"], json!(1.5)),
+        ("image: [..]", &["image"], json!(["a", "b"])),
+        ("image: {..}", &["image"], json!({"registry": "x"})),
         (
             "env value: true",
-            Box::new(|c| c["env"] = json!([{"name": "A", "value": true}])),
+            &["env"],
+            json!([{"name": "A", "value": true}]),
         ),
-        ("env: {..}", Box::new(|c| c["env"] = json!({"A": "b"}))),
+        ("env: {..}", &["env"], json!({"A": "b"})),
         (
             "runAsUser: \"0\"",
-            Box::new(|c| c["securityContext"]["runAsUser"] = json!("0")),
+            &["securityContext", "runAsUser"],
+            json!("0"),
         ),
         (
             "runAsUser: 2^64",
-            Box::new(|c| c["securityContext"]["runAsUser"] = json!(18_446_744_073_709_551_615u64)),
+            &["securityContext", "runAsUser"],
+            json!(18_446_744_073_709_551_615u64),
         ),
         (
             "runAsUser: -1.5",
-            Box::new(|c| c["securityContext"]["runAsUser"] = json!(-1.5)),
+            &["securityContext", "runAsUser"],
+            json!(-1.5),
         ),
         (
             "runAsNonRoot: \"true\"",
-            Box::new(|c| c["securityContext"]["runAsNonRoot"] = json!("true")),
+            &["securityContext", "runAsNonRoot"],
+            json!("true"),
         ),
     ];
-    for (case, mutate) in &mutations {
+    for (case, path, value) in &mutations {
         let mut container = base.clone();
-        mutate(&mut container);
+        let mut field = &mut container;
+        for segment in *path {
+            field = &mut field[*segment];
+        }
+        *field = value.clone();
         let body = bytes(&review(
             "apps",
             "Deployment",
@@ -1004,13 +1010,16 @@ async fn duplicate_keys_and_mixed_versions_are_never_ambiguous() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn http2_stream_flood_is_served_or_refused_while_others_are_served() {
     let _serial = SERIAL.lock().await;
+    let server = start(None, Limits::default()).await;
+    // For the raw flood: streams that never send a body are answered after this.
     let limits = Limits {
         body_read_timeout: Duration::from_secs(1),
         ..Limits::default()
     };
-    let server = start(None, limits).await;
+    let raw_server = start(None, limits).await;
     let memory = Memory::start();
     let healthy = healthy(&server);
+    let raw_healthy = self::healthy(&raw_server);
 
     // 1,000 concurrent requests multiplexed on one HTTP/2 connection (the server allows 256
     // streams at once; the client queues the rest): every one answered.
@@ -1048,7 +1057,7 @@ async fn http2_stream_flood_is_served_or_refused_while_others_are_served() {
     // Raw frames: 1,000 streams opened at once with HEADERS and no body. The server refuses
     // what exceeds its concurrent stream limit, and answers the rest once the body timeout
     // passes; the connection is never left hanging.
-    let (writer, reader) = raw_h2(&server, Duration::from_secs(15)).await;
+    let (writer, reader) = raw_h2(&raw_server, Duration::from_secs(15)).await;
     let headers = h2_request_headers();
     let mut burst = Vec::new();
     for i in 0..1_000u32 {
@@ -1083,8 +1092,10 @@ async fn http2_stream_flood_is_served_or_refused_while_others_are_served() {
         "{handled} of 1,000 flooded streams answered or reset, and no GOAWAY: {seen:?}"
     );
     healthy.check("HTTP/2 stream flood").await;
+    raw_healthy.check("raw HTTP/2 stream flood").await;
     memory.check("HTTP/2 stream flood");
     server.stop().await;
+    raw_server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -236,6 +236,7 @@ fn json_schema_is_stable() {
             "documents",
             "enforce",
             "errors",
+            "exempt",
             "exitCode",
             "files",
             "notice",

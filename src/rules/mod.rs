@@ -131,12 +131,11 @@ pub struct RuleSet {
 
 impl RuleSet {
     /// Builds every rule whose mode is not `off`.
+    /// Builds every rule: a rule turned off in the config may still be turned on for one
+    /// namespace by its labels, so which rules run is decided per request.
     pub fn from_policy(policy: &Policy) -> Result<RuleSet, PolicyError> {
         let mut rules: Vec<Box<dyn Rule>> = Vec::new();
         for id in RuleId::ALL {
-            if policy.rule_mode(id) == crate::policy::RuleMode::Off {
-                continue;
-            }
             rules.push(match id {
                 RuleId::SecretRef => Box::new(SecretReferences::new(policy.failure_mode)),
                 RuleId::RootContainer => Box::new(RootContainer),
@@ -152,24 +151,32 @@ impl RuleSet {
     }
 
     /// Whether any enabled rule evaluates this kind without a pod spec.
-    pub fn handles_kind(&self, group: &str, kind: &str) -> bool {
-        self.rules.iter().any(|r| r.handles_kind(group, kind))
+    pub fn handles_kind(&self, group: &str, kind: &str, enabled: &dyn Fn(RuleId) -> bool) -> bool {
+        self.rules
+            .iter()
+            .any(|r| enabled(r.id()) && r.handles_kind(group, kind))
     }
 
-    pub fn check_object(&self, subject: &ObjectSubject<'_>) -> Findings {
+    pub fn check_object(
+        &self,
+        subject: &ObjectSubject<'_>,
+        enabled: &dyn Fn(RuleId) -> bool,
+    ) -> Findings {
         let mut out = Findings::default();
         for rule in &self.rules {
-            if rule.handles_kind(subject.group, subject.kind) {
+            if enabled(rule.id()) && rule.handles_kind(subject.group, subject.kind) {
                 rule.check_object(subject, &mut out);
             }
         }
         out
     }
 
-    pub fn check(&self, subject: &Subject<'_>) -> Findings {
+    pub fn check(&self, subject: &Subject<'_>, enabled: &dyn Fn(RuleId) -> bool) -> Findings {
         let mut out = Findings::default();
         for rule in &self.rules {
-            rule.check(subject, &mut out);
+            if enabled(rule.id()) {
+                rule.check(subject, &mut out);
+            }
         }
         out
     }

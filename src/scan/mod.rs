@@ -39,6 +39,8 @@ pub enum Level {
     Warn,
     /// Information the webhook would return as a warning (e.g. a Secret an ExternalSecret makes).
     Notice,
+    /// A violation an exemption turned into a warning.
+    Exempt,
 }
 
 /// One finding, located.
@@ -322,19 +324,31 @@ fn evaluate(engine: &Engine, located: &Located, default_namespace: &str, report:
     } else {
         name
     };
-    let decision = match engine.decide(&Request {
-        group,
-        kind,
-        operation: &Operation::Create,
-        namespace: if namespace.is_empty() {
-            default_namespace
-        } else {
-            namespace
+    // Per-object exemptions apply in scan as in the webhook; there is no requesting user.
+    let annotations: Option<std::collections::BTreeMap<String, String>> = object
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| serde_json::from_value(a.clone()).ok());
+    let caller = crate::exemptions::Caller {
+        annotations: annotations.as_ref(),
+        ..Default::default()
+    };
+    let decision = match engine.decide_with(
+        &Request {
+            group,
+            kind,
+            operation: &Operation::Create,
+            namespace: if namespace.is_empty() {
+                default_namespace
+            } else {
+                namespace
+            },
+            object: Some(object),
+            old_object: None,
+            sub_resource: None,
         },
-        object: Some(object),
-        old_object: None,
-        sub_resource: None,
-    }) {
+        &caller,
+    ) {
         Ok(d) => d,
         Err(e) => {
             report.errors.push(InputError {
@@ -380,6 +394,28 @@ fn evaluate(engine: &Engine, located: &Located, default_namespace: &str, report:
             &v.value,
             &v.message,
             &v.fix,
+        ));
+    }
+    for e in &decision.exempted {
+        let v = &e.violation;
+        let message = format!("{} (exempt: {})", v.message, e.exemption);
+        report.findings.push(finding(
+            Level::Exempt,
+            v.rule.as_str(),
+            &v.path,
+            &v.value,
+            &message,
+            &v.fix,
+        ));
+    }
+    for note in &decision.policy_notes {
+        report.findings.push(finding(
+            Level::Notice,
+            "applyguard",
+            "metadata",
+            "",
+            note,
+            "",
         ));
     }
     for n in &decision.notices {

@@ -52,6 +52,7 @@ pub fn text(report: &Report) -> String {
             Level::Enforce => "",
             Level::Warn => " (warn)",
             Level::Notice => " (note)",
+            Level::Exempt => " (exempt)",
         };
         let stop = if f.message.ends_with(['.', '?', '!']) {
             ""
@@ -93,9 +94,10 @@ pub fn text(report: &Report) -> String {
 /// ```text
 /// { "version": 1,
 ///   "summary": { "files", "documents", "objects", "skippedEmpty", "skippedNotKubernetes",
-///                "enforce", "warn", "notice", "errors", "exitCode" },
+///                "enforce", "warn", "notice", "exempt", "errors", "exitCode" },
 ///   "findings": [ { "file", "line", "apiVersion", "kind", "namespace", "name", "rule",
-///                   "level": "enforce" | "warn" | "notice", "path", "value", "message", "fix" } ],
+///                   "level": "enforce" | "warn" | "notice" | "exempt", "path", "value",
+///                   "message", "fix" } ],
 ///   "errors":   [ { "file", "line" (null when the whole file), "message" } ] }
 /// ```
 pub fn json(report: &Report) -> String {
@@ -110,6 +112,7 @@ pub fn json(report: &Report) -> String {
             "enforce": report.count(Level::Enforce),
             "warn": report.count(Level::Warn),
             "notice": report.count(Level::Notice),
+            "exempt": report.count(Level::Exempt),
             "errors": report.errors.len(),
             "exitCode": report.exit_code(),
         },
@@ -175,7 +178,7 @@ pub fn sarif(report: &Report) -> String {
             let level = match f.level {
                 Level::Enforce => "error",
                 Level::Warn => "warning",
-                Level::Notice => "note",
+                Level::Notice | Level::Exempt => "note",
             };
             let fix = if f.fix.is_empty() { String::new() } else { format!(" Fix: {}", f.fix) };
             json!({
