@@ -49,6 +49,8 @@ pub struct Summary {
     pub operation: &'static str,
     pub decision: &'static str,
     pub rules: Vec<&'static str>,
+    /// (rule, what became of it: enforce, warn, exempt) per violation, for metrics.
+    pub violations: Vec<(&'static str, &'static str)>,
     pub dry_run: bool,
 }
 
@@ -150,12 +152,24 @@ pub fn respond_to(engine: &Engine, request: &AdmissionRequest<DynamicObject>) ->
         &caller,
     );
     let mut response = AdmissionResponse::from(request);
-    let (decision_label, rules) = match outcome {
+    let (decision_label, rules, violations) = match outcome {
         Ok(decision) => {
             let subject = format!("{} {}", request.kind.kind, qualified(&namespace, &name));
             let rules = decision_rules(&decision);
+            let violations = decision
+                .denied_by
+                .iter()
+                .map(|v| (v.rule.as_str(), "enforce"))
+                .chain(decision.warnings.iter().map(|v| (v.rule.as_str(), "warn")))
+                .chain(
+                    decision
+                        .exempted
+                        .iter()
+                        .map(|e| (e.violation.rule.as_str(), "exempt")),
+                )
+                .collect();
             let label = if decision.allowed() {
-                if decision.warnings.is_empty() {
+                if decision.warnings.is_empty() && decision.exempted.is_empty() {
                     "allow"
                 } else {
                     "warn"
@@ -164,7 +178,7 @@ pub fn respond_to(engine: &Engine, request: &AdmissionRequest<DynamicObject>) ->
                 "deny"
             };
             response = apply_decision(response, &decision, &subject);
-            (label, rules)
+            (label, rules, violations)
         }
         Err(err) => {
             // kube-apiserver validates objects before webhooks see them, so this only happens
@@ -176,7 +190,7 @@ pub fn respond_to(engine: &Engine, request: &AdmissionRequest<DynamicObject>) ->
             response.result.code = 400;
             response.result.reason = "BadRequest".to_string();
             response.result.status = Some(StatusSummary::Failure);
-            ("invalid", Vec::new())
+            ("invalid", Vec::new(), Vec::new())
         }
     };
     let body = encode(response);
@@ -190,6 +204,7 @@ pub fn respond_to(engine: &Engine, request: &AdmissionRequest<DynamicObject>) ->
             operation: operation_str(&request.operation),
             decision: decision_label,
             rules,
+            violations,
             dry_run: request.dry_run,
         },
     }

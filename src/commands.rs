@@ -14,6 +14,7 @@ use crate::engine::Engine;
 use crate::inventory::Inventory;
 use crate::inventory::cluster::{ClusterInventory, ClusterOptions};
 use crate::inventory::manifests::ManifestInventory;
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::server::{AppState, Limits, Server};
 use crate::tls::{self, CertStore};
@@ -38,6 +39,10 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// Manifests to serve cluster state from; empty means watch the cluster.
     pub inventory: Vec<PathBuf>,
+    /// The plain-HTTP operations port (metrics, health); `None` turns it off.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How often the certificate and policy files are checked for changes.
+    pub reload_interval: std::time::Duration,
 }
 
 /// Namespace for manifest objects that name none.
@@ -103,11 +108,17 @@ pub fn dev_certificates(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((out.tls_cert, out.tls_key))
 }
 
+/// A server checked and ready to bind, with what the reloader needs.
+pub struct Prepared {
+    pub tls: rustls::ServerConfig,
+    pub state: AppState,
+    pub certs: Arc<CertStore>,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
 /// Everything `serve` checks before binding: config, certificates.
-pub fn prepare_server(
-    options: &ServeOptions,
-    inventory: Arc<dyn Inventory>,
-) -> Result<(rustls::ServerConfig, AppState)> {
+pub fn prepare_server(options: &ServeOptions, inventory: Arc<dyn Inventory>) -> Result<Prepared> {
     let policy = load_policy(options.config.as_deref())?;
     let engine = Engine::with_inventory(policy, inventory)?;
     let (cert, key) = match &options.tls {
@@ -116,13 +127,111 @@ pub fn prepare_server(
     };
     let loaded = tls::load_pair(&cert, &key)?;
     tracing::info!(cert = %cert.display(), not_after = %loaded.not_after, "serving certificate loaded");
-    let tls_config = tls::server_config(CertStore::new(loaded.key))?;
+    let metrics = Arc::new(Metrics::new());
+    metrics.set_certificate_expiry(loaded.not_after);
+    let certs = CertStore::new(loaded.key);
+    let tls_config = tls::server_config(certs.clone())?;
     let state = AppState {
         engine: Arc::new(ArcSwap::from_pointee(engine)),
         ready: Arc::new(AtomicBool::new(false)),
         limits: options.limits.clone(),
+        metrics,
     };
-    Ok((tls_config, state))
+    Ok(Prepared {
+        tls: tls_config,
+        state,
+        certs,
+        cert_path: cert,
+        key_path: key,
+    })
+}
+
+/// What a file held when last read, to notice changes (Secret volumes swap files atomically).
+fn fingerprint(paths: &[&Path]) -> Option<Vec<u8>> {
+    let mut all = Vec::new();
+    for path in paths {
+        all.extend(std::fs::read(path).ok()?);
+        all.push(0);
+    }
+    Some(all)
+}
+
+/// Watches the serving certificate and the policy file, and SIGHUP: a changed certificate pair
+/// that loads is swapped in for new connections; a broken or half-written pair is rejected
+/// (logged, counted) and the old one kept. A changed policy that loads replaces the engine; an
+/// invalid one is rejected and the running one kept.
+pub fn spawn_reloader(
+    prepared: &Prepared,
+    config: Option<PathBuf>,
+    interval: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    let state = prepared.state.clone();
+    let certs = prepared.certs.clone();
+    let (cert_path, key_path) = (prepared.cert_path.clone(), prepared.key_path.clone());
+    tokio::spawn(async move {
+        let mut cert_seen = fingerprint(&[&cert_path, &key_path]);
+        let mut config_seen = config.as_deref().and_then(|c| fingerprint(&[c]));
+        #[cfg(unix)]
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            #[cfg(unix)]
+            let forced = match hangup.as_mut() {
+                Some(signal) => tokio::select! {
+                    _ = signal.recv() => true,
+                    () = tokio::time::sleep(interval) => false,
+                },
+                None => {
+                    tokio::time::sleep(interval).await;
+                    false
+                }
+            };
+            #[cfg(not(unix))]
+            let forced = {
+                tokio::time::sleep(interval).await;
+                false
+            };
+            let now = fingerprint(&[&cert_path, &key_path]);
+            if now.is_some() && now != cert_seen {
+                match tls::load_pair(&cert_path, &key_path) {
+                    Ok(loaded) => {
+                        certs.replace(loaded.key);
+                        state.metrics.set_certificate_expiry(loaded.not_after);
+                        state.metrics.certificate_reload(true);
+                        tracing::info!(not_after = %loaded.not_after, "serving certificate reloaded");
+                        cert_seen = now;
+                    }
+                    Err(err) => {
+                        // Leave cert_seen alone: the pair is retried until it becomes whole.
+                        state.metrics.certificate_reload(false);
+                        tracing::warn!(error = %err, "new serving certificate rejected; keeping the current one");
+                    }
+                }
+            }
+            let Some(config) = config.as_deref() else {
+                continue;
+            };
+            let now = fingerprint(&[config]);
+            if forced || (now.is_some() && now != config_seen) {
+                config_seen = now;
+                let inventory = state.engine.load().inventory().clone();
+                match Policy::load(config)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|policy| Ok(Engine::with_inventory(policy, inventory)?))
+                {
+                    Ok(engine) => {
+                        state.engine.store(Arc::new(engine));
+                        state.metrics.config_reload(true);
+                        tracing::info!(config = %config.display(), "policy reloaded");
+                    }
+                    Err(err) => {
+                        state.metrics.config_reload(false);
+                        tracing::warn!(error = %format!("{err:#}"), "policy rejected; keeping the running one");
+                    }
+                }
+            }
+        }
+    })
 }
 
 /// `applyguard serve`: runs until SIGTERM or Ctrl-C, then drains.
@@ -134,13 +243,36 @@ pub async fn serve(options: ServeOptions) -> Result<()> {
     } else {
         manifest_inventory(&options.inventory)?
     };
-    let (tls_config, state) = prepare_server(&options, inventory)?;
-    let server = Server::bind(options.listen, tls_config, state)
+    let prepared = prepare_server(&options, inventory)?;
+    let metrics_listener = match options.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?,
+        ),
+        None => None,
+    };
+    let server = Server::bind(options.listen, prepared.tls.clone(), prepared.state.clone())
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let addr = server.local_addr()?;
+    let reloader = spawn_reloader(&prepared, options.config.clone(), options.reload_interval);
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(listener) = metrics_listener {
+        let metrics_addr = listener.local_addr()?;
+        tracing::info!(%metrics_addr, "metrics on plain HTTP (GET /metrics, /healthz, /readyz)");
+        tokio::spawn(crate::server::serve_metrics(
+            listener,
+            prepared.state.clone(),
+            async {
+                let _ = metrics_stopped.await;
+            },
+        ));
+    }
     tracing::info!(%addr, "applyguard serving HTTPS (POST /validate, GET /healthz, GET /readyz)");
     server.run(crate::server::shutdown_signal()).await;
+    reloader.abort();
+    let _ = stop_metrics.send(());
     Ok(())
 }
 

@@ -13,6 +13,7 @@ pub mod exemptions;
 pub mod inventory;
 pub mod kafka;
 pub mod logging;
+pub mod metrics;
 pub mod policy;
 pub mod review;
 pub mod rules;

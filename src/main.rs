@@ -65,6 +65,14 @@ enum Command {
         /// server (repeatable).
         #[arg(long)]
         inventory: Vec<PathBuf>,
+        /// Plain-HTTP address for /metrics, /healthz and /readyz [default: 0.0.0.0:9090, or
+        /// 127.0.0.1:9090 with --dev]; "off" disables it.
+        #[arg(long)]
+        metrics_listen: Option<String>,
+        /// Seconds between checks of the certificate and policy files for changes (SIGHUP
+        /// reloads the policy at once).
+        #[arg(long, default_value_t = 10)]
+        reload_interval: u64,
     },
     /// Answer one AdmissionReview (file or - for stdin) offline, exactly as serve would.
     Review {
@@ -123,6 +131,8 @@ fn main() -> ExitCode {
             shutdown_timeout,
             shutdown_delay,
             inventory,
+            metrics_listen,
+            reload_interval,
         } => {
             logging::init(log_format);
             let tls = match (tls_cert, tls_key, dev) {
@@ -134,6 +144,25 @@ fn main() -> ExitCode {
                     eprintln!("applyguard serve: pass --tls-cert and --tls-key, or --dev");
                     return ExitCode::from(2);
                 }
+            };
+            let metrics_listen = match metrics_listen.as_deref() {
+                Some("off") => None,
+                Some(addr) => match addr.parse::<SocketAddr>() {
+                    Ok(addr) => Some(addr),
+                    Err(err) => {
+                        eprintln!("applyguard serve: --metrics-listen {addr:?}: {err}");
+                        return ExitCode::from(2);
+                    }
+                },
+                None => Some(
+                    if dev {
+                        "127.0.0.1:9090"
+                    } else {
+                        "0.0.0.0:9090"
+                    }
+                    .parse()
+                    .expect("constant address"),
+                ),
             };
             let default_listen = if dev { DEV_LISTEN } else { DEFAULT_LISTEN };
             let listen =
@@ -149,6 +178,8 @@ fn main() -> ExitCode {
                     ..Limits::default()
                 },
                 inventory,
+                metrics_listen,
+                reload_interval: Duration::from_secs(reload_interval.max(1)),
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -561,3 +561,58 @@ async fn during_the_shutdown_delay_readyz_fails_and_validate_still_answers() {
         .unwrap();
     assert_eq!(output.status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::certs(dir.path());
+    let config = dir.path().join("policy.yaml");
+    std::fs::write(&config, "mode: enforce\n").unwrap();
+    let (child, addr) = spawn_serve(
+        dir.path(),
+        &[
+            "--tls-cert",
+            &certs.tls_cert.display().to_string(),
+            "--tls-key",
+            &certs.tls_key.display().to_string(),
+            "--config",
+            &config.display().to_string(),
+            "--reload-interval",
+            "3600",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let _child = Guard(child);
+    let c = client(&certs.ca_cert, Http::One);
+    let allowed = || async {
+        c.post(format!("https://localhost:{}/validate", addr.port()))
+            .body(fixture("admission/deployment-create-denied.json"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("\"allowed\":true")
+    };
+    assert!(!allowed().await);
+    std::fs::write(&config, "mode: warn\n").unwrap();
+    // The file check runs hourly here: only SIGHUP can make this change visible.
+    let pid = _child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !allowed().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload the policy"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -590,4 +590,7 @@ impl Inventory for ClusterInventory {
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         Some(self.shared.changed.subscribe())
     }
+    fn counts(&self) -> BTreeMap<&'static str, usize> {
+        read(&self.shared.catalog).counts()
+    }
 }

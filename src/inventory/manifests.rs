@@ -267,6 +267,9 @@ impl Inventory for ManifestInventory {
     fn readiness(&self) -> Readiness {
         Readiness::Ready
     }
+    fn counts(&self) -> BTreeMap<&'static str, usize> {
+        self.catalog.counts()
+    }
     fn source(&self) -> &str {
         &self.source
     }

@@ -47,6 +47,10 @@ pub trait Inventory: Send + Sync {
     fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMapInfo>;
     fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>>;
     fn readiness(&self) -> Readiness;
+    /// Object counts per resource (metrics).
+    fn counts(&self) -> BTreeMap<&'static str, usize> {
+        BTreeMap::new()
+    }
     /// A receiver that changes whenever the inventory does, for inventories that change
     /// (the cluster watch); `None` for static ones.
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {

@@ -103,6 +103,9 @@ pub async fn validate(State(state): State<AppState>, request: Request) -> Respon
     }
     match outcome {
         Ok(reply) => {
+            state
+                .metrics
+                .observe(&reply.summary, start.elapsed().as_secs_f64());
             let s = &reply.summary;
             tracing::info!(
                 uid = %s.uid,
@@ -128,6 +131,21 @@ pub async fn validate(State(state): State<AppState>, request: Request) -> Respon
             text(StatusCode::BAD_REQUEST, err.to_string())
         }
     }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state
+        .metrics
+        .render(state.engine.load().inventory().as_ref());
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 pub async fn healthz() -> Response {

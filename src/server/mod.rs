@@ -26,6 +26,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::engine::Engine;
+use crate::metrics::Metrics;
 use prefixed::Prefixed;
 
 /// Limits that keep one client from hurting the others.
@@ -78,6 +79,7 @@ pub struct AppState {
     /// Ready to decide: set once serving, cleared when shutdown starts.
     pub ready: Arc<AtomicBool>,
     pub limits: Limits,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The routes: `POST /validate`, `GET /healthz`, `GET /readyz`.
@@ -87,6 +89,29 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .with_state(state)
+}
+
+/// The plain-HTTP operations port: `GET /metrics`, `/healthz`, `/readyz`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(handlers::metrics))
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .with_state(state)
+}
+
+/// Serves the operations port until `shutdown` completes.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    if let Err(err) = axum::serve(listener, metrics_router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::warn!(error = %err, "metrics server failed");
+    }
 }
 
 /// A bound, not yet running, HTTPS server.

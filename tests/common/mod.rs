@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use applyguard::certs::{CertOutput, CertRequest, generate};
-use applyguard::commands::{ServeOptions, TlsSource, prepare_server};
+use applyguard::commands::{ServeOptions, TlsSource, prepare_server, spawn_reloader};
 use applyguard::inventory::{EmptyInventory, Inventory};
 use applyguard::server::{Limits, Server};
 use rustls::pki_types::CertificateDer;
@@ -37,6 +37,9 @@ pub fn certs(dir: &Path) -> CertOutput {
 /// A running server; dropping it shuts the server down.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The plain-HTTP operations port (metrics, health).
+    pub metrics_addr: SocketAddr,
+    reloader: tokio::task::JoinHandle<()>,
     pub certs: CertOutput,
     pub dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
@@ -59,6 +62,7 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        self.reloader.abort();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -90,9 +94,21 @@ pub async fn start_with(
         },
         limits,
         inventory: Vec::new(),
+        metrics_listen: None,
+        reload_interval: Duration::from_millis(100),
     };
-    let (tls, state) = prepare_server(&options, inventory).unwrap();
-    let server = Server::bind(options.listen, tls, state).await.unwrap();
+    let prepared = prepare_server(&options, inventory).unwrap();
+    let reloader = spawn_reloader(&prepared, options.config.clone(), options.reload_interval);
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = metrics.local_addr().unwrap();
+    tokio::spawn(applyguard::server::serve_metrics(
+        metrics,
+        prepared.state.clone(),
+        std::future::pending(),
+    ));
+    let server = Server::bind(options.listen, prepared.tls.clone(), prepared.state.clone())
+        .await
+        .unwrap();
     let addr = server.local_addr().unwrap();
     let (tx, rx) = oneshot::channel();
     let handle = tokio::spawn(server.run(async {
@@ -100,10 +116,12 @@ pub async fn start_with(
     }));
     TestServer {
         addr,
+        metrics_addr,
         certs,
         dir,
         shutdown: Some(tx),
         handle,
+        reloader,
     }
 }
 
@@ -143,4 +161,11 @@ pub fn client(ca: &Path, http: Http) -> reqwest::Client {
 
 pub fn ca_path(server: &TestServer) -> PathBuf {
     server.certs.ca_cert.clone()
+}
+
+/// A plain-HTTP client (the operations port).
+pub fn plain_client() -> reqwest::Client {
+    // reqwest is built without a default crypto provider; plain HTTP still wants one installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
