@@ -3,7 +3,7 @@
 CARGO ?= cargo
 LISTEN ?= 127.0.0.1:8443
 
-.PHONY: build run test certs fmt lint clean
+.PHONY: build run test certs fmt lint clean fuzz
 
 build:
 	$(CARGO) build --release --locked
@@ -30,3 +30,53 @@ lint:
 
 clean:
 	$(CARGO) clean
+
+# --- Install: deploy/, the container image and the kind suite ----------------------------------
+# To be merged into the Makefile (and its .PHONY line). Paths are from the repository root.
+#
+#   make image            the container image (deploy/Dockerfile); needs Docker
+#   make deploy-certs     serving certificate for deploy/overlays/self-signed (and warn), written
+#                         to deploy/overlays/self-signed/generated/ (git-ignored)
+#   make render-deploy    every deploy/overlays/* rendered to $(RENDER_DIR)/<overlay>.yaml, with
+#                         throwaway certificates (for `applyguard scan`, one file at a time)
+#   make validate-deploy  render + Kubernetes schema validation (kubernetes-validate, installed
+#                         into target/tools/ from PyPI) + applyguard reviews its own manifests and
+#                         the kind matrix offline; needs kubectl (or kustomize) and python3
+#   make kind-test        the kind suite (tests/kind/run.sh); needs docker, kind, kubectl
+#   make shellcheck       every shell script
+
+IMAGE ?= ghcr.io/applyguard/applyguard:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+RENDER_DIR ?= target/deploy-rendered
+
+.PHONY: image deploy-certs render-deploy validate-deploy kind-test shellcheck
+
+image:
+	docker build -f deploy/Dockerfile -t $(IMAGE) .
+
+deploy-certs:
+	scripts/deploy-certs.sh
+
+render-deploy:
+	scripts/render-deploy.sh --out $(RENDER_DIR)
+
+# APPLYGUARD: the binary the reviews run; the debug build `make test` already made is enough.
+validate-deploy:
+	$(CARGO) build --locked
+	APPLYGUARD=target/debug/applyguard scripts/validate-deploy.sh
+
+kind-test:
+	tests/kind/run.sh
+
+shellcheck:
+	shellcheck scripts/*.sh tests/kind/*.sh
+
+# --- fuzzing (merge into Makefile; add `fuzz` to .PHONY) ------------------------------------
+# Every cargo-fuzz target in fuzz/ for FUZZ_SECONDS each (seed corpora from tests/fixtures),
+# report in target/fuzz-report.md. Installs cargo-fuzz into target/tools when missing; runs on
+# the stable toolchain (scripts/fuzz.sh sets RUSTC_BOOTSTRAP=1 for libFuzzer's flags).
+# One target: `make fuzz FUZZ_TARGETS=kafka_parsers`.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh $(FUZZ_TARGETS)

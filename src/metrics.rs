@@ -59,6 +59,7 @@ pub struct Metrics {
     duration: Histogram,
     inventory_objects: Family<ResourceLabels, Gauge>,
     inventory_ready: Gauge,
+    inventory_stale: Gauge,
     certificate_expiry: Gauge<f64, AtomicU64>,
     config_reloads: Family<ResultLabels, Counter>,
     certificate_reloads: Family<ResultLabels, Counter>,
@@ -106,6 +107,12 @@ impl Metrics {
             "1 when every initial list of the inventory has completed",
             inventory_ready.clone(),
         );
+        let inventory_stale = Gauge::default();
+        registry.register(
+            "applyguard_inventory_stale",
+            "1 when the inventory's watches have kept failing long enough that its state may be stale",
+            inventory_stale.clone(),
+        );
         let certificate_expiry = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "applyguard_tls_certificate_expiry_timestamp_seconds",
@@ -136,6 +143,7 @@ impl Metrics {
             duration,
             inventory_objects,
             inventory_ready,
+            inventory_stale,
             certificate_expiry,
             config_reloads,
             certificate_reloads,
@@ -192,6 +200,8 @@ impl Metrics {
         }
         self.inventory_ready
             .set(i64::from(inventory.readiness() == Readiness::Ready));
+        self.inventory_stale
+            .set(i64::from(inventory.stale().is_some()));
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -292,6 +292,12 @@ fn spawn_serve(dir: &Path, args: &[&str]) -> (std::process::Child, std::net::Soc
         .arg("serve")
         .args(args)
         .args(["--inventory", &inventory_dir()])
+        // Tests run in parallel: never the fixed default metrics port.
+        .args(if args.contains(&"--metrics-listen") {
+            &[][..]
+        } else {
+            &["--metrics-listen", "127.0.0.1:0"][..]
+        })
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .stderr(Stdio::piped())
         .spawn()

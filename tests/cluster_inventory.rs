@@ -24,6 +24,7 @@ fn options() -> ClusterOptions {
     ClusterOptions {
         discovery_interval: Duration::from_millis(200),
         page_size: 500,
+        ..ClusterOptions::default()
     }
 }
 
@@ -405,7 +406,7 @@ async fn admission_requests_make_no_api_calls() {
         api.client(),
         ClusterOptions {
             discovery_interval: Duration::from_secs(3600),
-            page_size: 500,
+            ..ClusterOptions::default()
         },
     ));
     let inv = inventory.clone();
@@ -491,4 +492,35 @@ async fn a_secret_applied_together_with_the_workload_is_waited_for() {
     assert!(body.contains("\"allowed\":false"), "{body}");
     assert!(t.elapsed() < Duration::from_secs(5));
     server.stop().await;
+}
+
+#[tokio::test]
+async fn a_cache_whose_watches_keep_failing_applies_failure_mode() {
+    let api = FakeApiServer::start().await;
+    api.apply("", "v1", "secrets", secret("shop", "db", &["password"]));
+    let inventory = Arc::new(ClusterInventory::start(
+        api.client(),
+        ClusterOptions {
+            stale_after: Duration::from_millis(300),
+            ..options()
+        },
+    ));
+    let inv = inventory.clone();
+    eventually("sync", || inv.readiness() == Readiness::Ready).await;
+    let engine = Engine::with_inventory(Policy::default(), inventory.clone()).unwrap();
+    assert!(decide(&engine, &pod_referencing("db", "password")).allowed());
+    // The API server goes away: the cache keeps answering from its last state at first...
+    drop(api);
+    assert!(decide(&engine, &pod_referencing("db", "password")).allowed());
+    // ...and once the watches have failed for longer than stale_after, failureMode applies.
+    eventually("stale", || inv.stale().is_some()).await;
+    let d = decide(&engine, &pod_referencing("db", "password"));
+    assert!(!d.allowed());
+    assert!(
+        d.denied_by[0].message.contains("inventory is stale"),
+        "{}",
+        d.denied_by[0].message
+    );
+    // Readiness is not touched: a lost API server must not take every replica out of service.
+    assert_eq!(inventory.readiness(), Readiness::Ready);
 }

@@ -35,12 +35,20 @@ pub struct ClusterOptions {
     pub discovery_interval: Duration,
     /// List page size for the initial list and every relist.
     pub page_size: u32,
+    /// A watch that has kept failing for this long means the cache is lost: `secret-ref` then
+    /// applies `failureMode` instead of trusting old state.
+    pub stale_after: Duration,
+    /// Errors further apart than this are separate outages (the watch backoff tops out at 30 s,
+    /// and a successful re-watch after a dropped connection is silent).
+    pub error_gap: Duration,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {
             discovery_interval: Duration::from_secs(30),
+            stale_after: Duration::from_secs(300),
+            error_gap: Duration::from_secs(60),
             page_size: 500,
         }
     }
@@ -153,10 +161,15 @@ struct WatchState {
     required: bool,
     last_error: Option<String>,
     last_event: Option<Instant>,
+    /// When the current run of errors began, and when the last one came.
+    failing_since: Option<Instant>,
+    last_error_at: Option<Instant>,
 }
 
 struct Shared {
     catalog: SharedCatalog,
+    stale_after: Duration,
+    error_gap: Duration,
     /// Bumped after every catalog change, so a request can wait briefly for a Secret that was
     /// applied together with the workload (`kubectl apply -f dir/`).
     changed: tokio::sync::watch::Sender<u64>,
@@ -170,6 +183,8 @@ impl Default for Shared {
     fn default() -> Self {
         Shared {
             catalog: SharedCatalog::default(),
+            stale_after: ClusterOptions::default().stale_after,
+            error_gap: ClusterOptions::default().error_gap,
             changed: tokio::sync::watch::Sender::new(0),
             watches: Mutex::default(),
             discovered: Mutex::default(),
@@ -318,6 +333,7 @@ async fn run_watch<K, S>(
                     }
                     w.synced = true;
                     w.last_error = None;
+                    w.failing_since = None;
                     w.last_event = Some(Instant::now());
                 });
             }
@@ -326,6 +342,7 @@ async fn run_watch<K, S>(
                 shared.bump();
                 shared.update(&resource, |w| {
                     w.last_error = None;
+                    w.failing_since = None;
                     w.last_event = Some(Instant::now());
                 });
             }
@@ -336,7 +353,17 @@ async fn run_watch<K, S>(
             }
             Err(err) => {
                 tracing::warn!(resource = %resource, error = %err, "watch failed; retrying with backoff (the cache keeps its last state)");
-                shared.update(&resource, |w| w.last_error = Some(err.to_string()));
+                shared.update(&resource, |w| {
+                    let now = Instant::now();
+                    let continuing = w
+                        .last_error_at
+                        .is_some_and(|at| now.duration_since(at) < shared.error_gap);
+                    if !continuing {
+                        w.failing_since = Some(now);
+                    }
+                    w.last_error_at = Some(now);
+                    w.last_error = Some(err.to_string());
+                });
             }
         }
     }
@@ -437,7 +464,11 @@ impl ClusterInventory {
     /// Starts the watches and the discovery loop. Returns at once; `readiness()` turns
     /// `Ready` once every initial list has completed.
     pub fn start(client: Client, options: ClusterOptions) -> ClusterInventory {
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            stale_after: options.stale_after,
+            error_gap: options.error_gap,
+            ..Shared::default()
+        });
         for resource in ["secrets", "configmaps", "namespaces"] {
             shared.update(resource, |w| w.required = true);
         }
@@ -589,6 +620,31 @@ impl Inventory for ClusterInventory {
     }
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         Some(self.shared.changed.subscribe())
+    }
+    fn stale(&self) -> Option<String> {
+        let now = Instant::now();
+        let failing: Vec<String> = self
+            .shared
+            .watches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, w)| w.synced)
+            .filter_map(|(name, w)| {
+                let since = w.failing_since?;
+                let last = w.last_error_at?;
+                (now.duration_since(since) >= self.shared.stale_after
+                    && now.duration_since(last) < self.shared.error_gap)
+                    .then(|| {
+                        format!(
+                            "watch of {name} failing for {}s ({})",
+                            now.duration_since(since).as_secs(),
+                            w.last_error.as_deref().unwrap_or("unknown error")
+                        )
+                    })
+            })
+            .collect();
+        (!failing.is_empty()).then(|| format!("cache may be stale: {}", failing.join(", ")))
     }
     fn counts(&self) -> BTreeMap<&'static str, usize> {
         read(&self.shared.catalog).counts()

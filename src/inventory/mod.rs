@@ -47,6 +47,11 @@ pub trait Inventory: Send + Sync {
     fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMapInfo>;
     fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>>;
     fn readiness(&self) -> Readiness;
+    /// Why the cache can no longer be trusted (its watches keep failing), if so. Unlike
+    /// readiness this never takes a replica out of service: every replica would go at once.
+    fn stale(&self) -> Option<String> {
+        None
+    }
     /// Object counts per resource (metrics).
     fn counts(&self) -> BTreeMap<&'static str, usize> {
         BTreeMap::new()

@@ -206,10 +206,18 @@ impl Rule for SecretReferences {
         }
         let inventory = subject.inventory;
         let namespace = subject.namespace;
-        if let Readiness::NotReady(reason) = inventory.readiness() {
+        let unusable = match inventory.readiness() {
+            Readiness::NotReady(reason) => Some(format!(
+                "applyguard's cluster inventory is not ready ({reason})"
+            )),
+            Readiness::Ready => inventory
+                .stale()
+                .map(|reason| format!("applyguard's cluster inventory is stale ({reason})")),
+        };
+        if let Some(reason) = unusable {
             for r in refs {
                 let message = format!(
-                    "cannot check secret {:?}: applyguard's cluster inventory is not ready ({reason}); failureMode is {}",
+                    "cannot check secret {:?}: {reason}; failureMode is {}",
                     r.name,
                     self.failure_mode.as_str()
                 );
