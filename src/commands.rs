@@ -115,6 +115,25 @@ pub struct Prepared {
     pub certs: Arc<CertStore>,
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
+    /// When the serving certificate in use expires.
+    pub not_after: time::OffsetDateTime,
+}
+
+/// How long before expiry the serving certificate is warned about in the logs (the metric
+/// `applyguard_tls_certificate_expiry_timestamp_seconds` and its alert say it too).
+pub const EXPIRY_WARNING: time::Duration = time::Duration::days(14);
+
+fn warn_if_expiring(not_after: time::OffsetDateTime) -> bool {
+    let left = not_after - time::OffsetDateTime::now_utc();
+    if left < EXPIRY_WARNING {
+        tracing::warn!(
+            %not_after,
+            days_left = left.whole_days(),
+            "serving certificate expires soon; renew it (cert-manager, or make deploy-certs)"
+        );
+        return true;
+    }
+    false
 }
 
 /// Everything `serve` checks before binding: config, certificates.
@@ -143,6 +162,7 @@ pub fn prepare_server(options: &ServeOptions, inventory: Arc<dyn Inventory>) -> 
         certs,
         cert_path: cert,
         key_path: key,
+        not_after: loaded.not_after,
     })
 }
 
@@ -168,9 +188,12 @@ pub fn spawn_reloader(
     let state = prepared.state.clone();
     let certs = prepared.certs.clone();
     let (cert_path, key_path) = (prepared.cert_path.clone(), prepared.key_path.clone());
+    let initial_not_after = prepared.not_after;
     tokio::spawn(async move {
         let mut cert_seen = fingerprint(&[&cert_path, &key_path]);
         let mut config_seen = config.as_deref().and_then(|c| fingerprint(&[c]));
+        let mut not_after = initial_not_after;
+        let mut last_expiry_warning = warn_if_expiring(not_after).then(std::time::Instant::now);
         #[cfg(unix)]
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -196,6 +219,7 @@ pub fn spawn_reloader(
                 match tls::load_pair(&cert_path, &key_path) {
                     Ok(loaded) => {
                         certs.replace(loaded.key);
+                        not_after = loaded.not_after;
                         state.metrics.set_certificate_expiry(loaded.not_after);
                         state.metrics.certificate_reload(true);
                         tracing::info!(not_after = %loaded.not_after, "serving certificate reloaded");
@@ -207,6 +231,13 @@ pub fn spawn_reloader(
                         tracing::warn!(error = %err, "new serving certificate rejected; keeping the current one");
                     }
                 }
+            }
+            // Warn about an expiring certificate at most once an hour.
+            if last_expiry_warning
+                .is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(3600))
+                && warn_if_expiring(not_after)
+            {
+                last_expiry_warning = Some(std::time::Instant::now());
             }
             let Some(config) = config.as_deref() else {
                 continue;

@@ -622,3 +622,57 @@ async fn sighup_reloads_the_policy() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[test]
+fn a_certificate_close_to_expiry_is_warned_about_in_the_logs() {
+    use rcgen::{CertificateParams, Issuer, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    leaf.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(2);
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.path().join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("tls.key"), key.serialize_pem()).unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "off",
+            "--tls-cert",
+            "tls.crt",
+            "--tls-key",
+            "tls.key",
+        ])
+        .args(["--inventory", &inventory_dir()])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("serving certificate expires soon") {
+                let _ = tx.send(line);
+                return;
+            }
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("no expiry warning logged");
+    // Plain text (no colour codes when stderr is not a terminal), with the days left.
+    assert!(!line.contains('\u{1b}'), "{line:?}");
+    assert!(
+        line.contains("days_left=1") || line.contains("days_left=2"),
+        "{line}"
+    );
+}
