@@ -285,41 +285,12 @@ fn certs_command_writes_private_keys_and_prints_the_ca_bundle() {
     assert!(String::from_utf8_lossy(&forced.stdout).contains("(created)"));
 }
 
-/// Starts the binary and returns it with the address it logged.
+/// Starts the binary with the test inventory and returns it with the address it logged.
 fn spawn_serve(dir: &Path, args: &[&str]) -> (std::process::Child, std::net::SocketAddr) {
-    let mut child = Command::new(BIN)
-        .current_dir(dir)
-        .arg("serve")
-        .args(args)
-        .args(["--inventory", &inventory_dir()])
-        // Tests run in parallel: never the fixed default metrics port.
-        .args(if args.contains(&"--metrics-listen") {
-            &[][..]
-        } else {
-            &["--metrics-listen", "127.0.0.1:0"][..]
-        })
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(addr) = v["addr"].as_str()
-            {
-                let _ = tx.send(addr.parse().unwrap());
-                sent = true;
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server did not log its address");
-    (child, addr)
+    let mut all = args.to_vec();
+    let inventory = inventory_dir();
+    all.extend(["--inventory", &inventory]);
+    common::spawn_serve(dir, &all)
 }
 
 #[tokio::test]

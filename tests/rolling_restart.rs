@@ -5,60 +5,35 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Http, client, fixture};
 
-const BIN: &str = env!("CARGO_BIN_EXE_applyguard");
-
 fn spawn(dir: &std::path::Path, certs: &applyguard::certs::CertOutput) -> (Child, SocketAddr) {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
+    let inventory = format!("{}/tests/fixtures/inventory", env!("CARGO_MANIFEST_DIR"));
+    let (cert, key) = (
+        certs.tls_cert.display().to_string(),
+        certs.tls_key.display().to_string(),
+    );
+    common::spawn_serve(
+        dir,
+        &[
             "--metrics-listen",
             "off",
-            "--log-format",
-            "json",
             "--shutdown-delay",
             "1",
-        ])
-        .args([
             "--inventory",
-            &format!("{}/tests/fixtures/inventory", env!("CARGO_MANIFEST_DIR")),
-        ])
-        .arg("--tls-cert")
-        .arg(&certs.tls_cert)
-        .arg("--tls-key")
-        .arg(&certs.tls_key)
-        .current_dir(dir)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(addr) = v["addr"].as_str()
-            {
-                let _ = tx.send(addr.parse().unwrap());
-                sent = true;
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server address");
-    (child, addr)
+            &inventory,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+    )
 }
 
 #[tokio::test]

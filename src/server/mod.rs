@@ -167,9 +167,7 @@ impl Server {
                     Err(_) => break,
                 },
                 () = &mut shutdown, if drain.is_none() => {
-                    ready.store(false, Ordering::SeqCst);
-                    tracing::info!(delay_secs = limits.shutdown_delay.as_secs(), "shutting down: not ready; still serving during the delay");
-                    drain = Some(Box::pin(tokio::time::sleep(limits.shutdown_delay)));
+                    drain = Some(begin_drain(&ready, limits.shutdown_delay));
                     continue;
                 }
                 () = wait(&mut drain) => break,
@@ -185,9 +183,7 @@ impl Server {
                     }
                 },
                 () = &mut shutdown, if drain.is_none() => {
-                    ready.store(false, Ordering::SeqCst);
-                    tracing::info!(delay_secs = limits.shutdown_delay.as_secs(), "shutting down: not ready; still serving during the delay");
-                    drain = Some(Box::pin(tokio::time::sleep(limits.shutdown_delay)));
+                    drain = Some(begin_drain(&ready, limits.shutdown_delay));
                     continue;
                 }
                 () = wait(&mut drain) => break,
@@ -216,6 +212,17 @@ impl Server {
             ),
         }
     }
+}
+
+/// Shutdown has begun: report not-ready at once, and return the delay during which the server
+/// keeps serving so that endpoints drop this replica first.
+fn begin_drain(ready: &AtomicBool, delay: Duration) -> Pin<Box<tokio::time::Sleep>> {
+    ready.store(false, Ordering::SeqCst);
+    tracing::info!(
+        delay_secs = delay.as_secs(),
+        "shutting down: not ready; still serving during the delay"
+    );
+    Box::pin(tokio::time::sleep(delay))
 }
 
 /// Resolves when the drain delay (if started) has passed; never before it starts.

@@ -169,3 +169,42 @@ pub fn plain_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+/// Starts `applyguard serve` (the binary) on an ephemeral port with JSON logs and returns it with
+/// the address it logged. Unless `args` name one, the metrics port is ephemeral too: tests run
+/// in parallel.
+pub fn spawn_serve(dir: &Path, args: &[&str]) -> (std::process::Child, SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_applyguard"))
+        .current_dir(dir)
+        .arg("serve")
+        .args(args)
+        .args(if args.contains(&"--metrics-listen") {
+            &[][..]
+        } else {
+            &["--metrics-listen", "127.0.0.1:0"][..]
+        })
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(addr) = v["addr"].as_str()
+                && let Ok(addr) = addr.parse()
+            {
+                let _ = tx.send(addr);
+                sent = true;
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server did not log its address");
+    (child, addr)
+}
