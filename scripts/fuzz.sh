@@ -110,9 +110,13 @@ else
 	build_flags+=(--sanitizer "$sanitizer")
 fi
 echo "fuzz: building ${#targets[@]} target(s) (sanitizer: $sanitizer)" >&2
-for t in "${targets[@]}"; do
-	cargo fuzz build "${build_flags[@]}" "$t"
-done
+if ((${#targets[@]} == ${#all_targets[@]})); then
+	cargo fuzz build "${build_flags[@]}"
+else
+	for t in "${targets[@]}"; do
+		cargo fuzz build "${build_flags[@]}" "$t"
+	done
+fi
 
 # The value of `name: N` in the last line of a log that has it.
 last_stat() {

@@ -273,12 +273,29 @@ fn apply_decision(
 pub fn denial_message(subject: &str, violations: &[Violation]) -> String {
     let count = violations.len();
     let plural = if count == 1 { "" } else { "s" };
-    let mut message = format!("applyguard denied {subject}: {count} violation{plural}");
+    let mut message = format!(
+        "applyguard denied {}: {count} violation{plural}",
+        one_line(subject)
+    );
     for (i, v) in violations.iter().enumerate() {
+        // kubectl prints the whole message and the audit log keeps it: list enough to fix the
+        // object, not an amplified copy of a huge one.
+        if i == MAX_LISTED_VIOLATIONS || message.len() > MAX_DENIAL_MESSAGE {
+            message.push_str(&format!(
+                "\n...and {} more; run applyguard review or scan for the full list",
+                count - i
+            ));
+            break;
+        }
         message.push_str(&format!("\n{}. {v}", i + 1));
     }
     message
 }
+
+/// At most this many violations are listed in a denial message...
+pub const MAX_LISTED_VIOLATIONS: usize = 50;
+/// ...and no more once the message reaches this many bytes.
+pub const MAX_DENIAL_MESSAGE: usize = 32 * 1024;
 
 /// Replaces control characters (kube-apiserver drops any warning containing one).
 fn one_line(text: &str) -> String {

@@ -40,8 +40,15 @@ pub struct EnvVar {
     pub origin: String,
 }
 
-/// Expands `$(VAR)` references in `input` with `lookup`, as the kubelet does.
-pub fn expand(input: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+/// The longest value an expansion may produce. `A=$(B)$(B)`, `B=$(C)$(C)`... doubles at each
+/// step: without a bound a 2 KB pod spec could make the webhook allocate gigabytes.
+pub const MAX_EXPANDED: usize = 32 * 1024;
+/// The most expanded text one container's environment may hold in total.
+pub const MAX_EXPANDED_TOTAL: usize = 1024 * 1024;
+
+/// Expands `$(VAR)` references in `input` with `lookup`, as the kubelet does. `None` when the
+/// result would exceed `MAX_EXPANDED` bytes.
+pub fn expand_bounded(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
     let bytes = input.as_bytes();
     let mut out = String::with_capacity(input.len());
     let mut i = 0;
@@ -58,7 +65,12 @@ pub fn expand(input: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
                     Some(end) => {
                         let name = &input[i + 2..i + 2 + end];
                         match lookup(name) {
-                            Some(value) => out.push_str(&value),
+                            Some(value) => {
+                                if out.len() + value.len() > MAX_EXPANDED {
+                                    return None;
+                                }
+                                out.push_str(&value)
+                            }
                             None => {
                                 out.push_str("$(");
                                 out.push_str(name);
@@ -84,7 +96,12 @@ pub fn expand(input: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
         }
     }
     out.push_str(&input[literal_start..]);
-    out
+    (out.len() <= MAX_EXPANDED).then_some(out)
+}
+
+/// `expand_bounded` for callers that keep the input when the result would be too large.
+pub fn expand(input: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    expand_bounded(input, lookup).unwrap_or_else(|| input.to_string())
 }
 
 /// The container's variables in definition order (a name defined twice appears twice; the
@@ -96,6 +113,8 @@ pub fn resolve(
 ) -> Vec<EnvVar> {
     let mut vars: Vec<EnvVar> = Vec::new();
     let mut known: HashMap<String, String> = HashMap::new();
+    // Bytes of expanded values held, bounded per container.
+    let mut total = 0usize;
     for (i, from) in container.env_from.iter().enumerate() {
         let prefix = from.prefix.as_deref().unwrap_or("");
         if let Some(cm) = &from.config_map_ref {
@@ -151,12 +170,14 @@ pub fn resolve(
             }
             (value, None) => {
                 let raw = value.as_deref().unwrap_or("");
-                let expanded = expand(raw, |name| known.get(name).cloned());
-                (
-                    EnvValue::Known(expanded),
-                    format!("{base}.value"),
-                    "value".to_string(),
-                )
+                let value = match expand_bounded(raw, |name| known.get(name).cloned()) {
+                    Some(expanded) if total + expanded.len() <= MAX_EXPANDED_TOTAL => {
+                        total += expanded.len();
+                        EnvValue::Known(expanded)
+                    }
+                    _ => EnvValue::Unknown("a $(VAR) expansion too large to evaluate".to_string()),
+                };
+                (value, format!("{base}.value"), "value".to_string())
             }
         };
         match &value {
@@ -222,5 +243,8 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(expand(input, lookup), want, "{input}");
         }
+        // A doubling chain stops at the bound instead of growing without limit.
+        let big = "x".repeat(MAX_EXPANDED / 2 + 1);
+        assert_eq!(expand_bounded("$(B)$(B)", |_| Some(big.clone())), None);
     }
 }

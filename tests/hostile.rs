@@ -28,8 +28,9 @@ const HEALTHY_BOUND: Duration = Duration::from_secs(5);
 const HOSTILE_BOUND: Duration = Duration::from_secs(30);
 /// Memory a case may add to the process, at its peak.
 const PEAK_GROWTH_LIMIT_KIB: u64 = 512 * 1024;
-/// Memory a case may leave behind once answered.
-const RESIDUAL_GROWTH_LIMIT_KIB: u64 = 128 * 1024;
+/// Memory a case may leave behind once answered (the allocator keeps freed pages for reuse, so
+/// this is a bound on retention, not a leak check).
+const RESIDUAL_GROWTH_LIMIT_KIB: u64 = 256 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -526,8 +527,14 @@ async fn five_thousand_containers_get_one_bounded_answer() {
         message.starts_with("applyguard denied Deployment shop/many: 10001 violations\n1. "),
         "{message:.300}"
     );
-    assert!(message.contains("spec.template.spec.containers[4999].image"));
+    // The first violations are listed, the rest counted: no amplified copy of the object.
     assert!(message.contains("spec.template.spec.initContainers[0].image"));
+    assert!(!message.contains("spec.template.spec.containers[4999].image"));
+    assert!(
+        message.contains("more; run applyguard review or scan for the full list"),
+        "{message:.300}"
+    );
+    assert!(message.len() <= 40 * 1024, "{}", message.len());
     for (key, value) in response["auditAnnotations"]
         .as_object()
         .expect("annotations")
@@ -621,7 +628,6 @@ async fn ten_thousand_env_vars_get_one_bounded_answer() {
 /// to 256 MiB. The kubelet would expand it the same way, but the webhook must not: one request
 /// must not be able to make it allocate without bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "server weakness: src/env.rs expands $(VAR) without a size cap (an env expansion bomb); run with --ignored"]
 async fn env_expansion_bomb_is_bounded() {
     let _serial = SERIAL.lock().await;
     let server = start(None, Limits::default()).await;
@@ -759,10 +765,10 @@ async fn unicode_and_control_characters_stay_out_of_messages() {
         // Invalid UTF-8 likewise.
         let mut body = fixture("admission/pod-create-allowed.json");
         let at = body
-            .windows(5)
-            .position(|w| w == b"nginx")
-            .expect("nginx in the fixture");
-        body[at] = 0xff;
+            .windows(9)
+            .position(|w| w == b"\"image\": ")
+            .expect("an image in the fixture");
+        body[at + 10] = 0xff;
         let (status, text) = post(&server, Http::Two, body).await;
         assert_eq!(status, 400, "{text}");
         assert!(text.contains("not valid JSON"), "{text}");
@@ -777,7 +783,6 @@ async fn unicode_and_control_characters_stay_out_of_messages() {
 /// directly gets its control characters back verbatim in `status.message`, and the log line
 /// carries them too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "server weakness: the denial subject (kind, namespace, name) is not escaped; run with --ignored"]
 async fn denial_subject_has_no_control_characters() {
     let _serial = SERIAL.lock().await;
     let server = start(None, Limits::default()).await;
@@ -803,7 +808,6 @@ async fn denial_subject_has_no_control_characters() {
 /// 5,000 broken containers (270 KB in) give a 2.8 MB denial message: every violation is listed,
 /// with no cap. kube-apiserver passes the message to the client and the audit log as is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "server weakness: the denial message has no size cap (10x amplification); run with --ignored"]
 async fn denial_message_is_capped() {
     let _serial = SERIAL.lock().await;
     let server = start(None, Limits::default()).await;
@@ -1013,7 +1017,7 @@ async fn http2_stream_flood_is_served_or_refused_while_others_are_served() {
     let server = start(None, Limits::default()).await;
     // For the raw flood: streams that never send a body are answered after this.
     let limits = Limits {
-        body_read_timeout: Duration::from_secs(1),
+        body_read_timeout: Duration::from_secs(2),
         ..Limits::default()
     };
     let raw_server = start(None, limits).await;
@@ -1065,7 +1069,7 @@ async fn http2_stream_flood_is_served_or_refused_while_others_are_served() {
     }
     let _ = writer.lock().await.write_all(&burst).await;
     // After the streams are answered, close the connection from our side.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let _ = writer
         .lock()
         .await

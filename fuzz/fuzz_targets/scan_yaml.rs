@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let lines = text.split_inclusive('\n').count().max(1);
     for document in documents(text) {
-        assert!(document.line >= 1 && document.line <= lines + 1, "{document:?}");
+        assert!(
+            document.line >= 1 && document.line <= lines + 1,
+            "{document:?}"
+        );
         if let Err(error) = &document.content {
             assert!(error.line >= 1, "{error:?}");
         }

@@ -30,7 +30,11 @@ fn exercise(kind: WorkloadKind, object: &Value) {
         + view.spec.ephemeral_containers.as_ref().map_or(0, Vec::len);
     let mut seen = 0;
     for container in view.containers() {
-        assert!(container.path.starts_with(view.prefix), "{}", container.path);
+        assert!(
+            container.path.starts_with(view.prefix),
+            "{}",
+            container.path
+        );
         assert!(container.path.ends_with(']'), "{}", container.path);
         let _ = container.describe();
         let _ = (container.image, container.security_context);

@@ -408,20 +408,18 @@ impl Rule for PlaintextKafka {
                 .collect();
             // Command and args, expanded with the container's environment as the kubelet does.
             let values = env::final_values(&vars);
-            let words: Vec<(String, String)> =
-                [("command", container.command), ("args", container.args)]
-                    .into_iter()
-                    .flat_map(|(field, list)| {
-                        let path = container.path.clone();
-                        let values = &values;
-                        list.iter().enumerate().map(move |(i, word)| {
-                            (
-                                env::expand(word, |n| values.get(n).cloned()),
-                                format!("{path}.{field}[{i}]"),
-                            )
-                        })
-                    })
-                    .collect();
+            // Expanded text is bounded per container, as for env (an expansion bomb in args).
+            let mut budget = env::MAX_EXPANDED_TOTAL;
+            let mut words: Vec<(String, String)> = Vec::new();
+            for (field, list) in [("command", container.command), ("args", container.args)] {
+                for (i, word) in list.iter().enumerate() {
+                    let expanded = env::expand_bounded(word, |n| values.get(n).cloned())
+                        .filter(|w| w.len() <= budget)
+                        .unwrap_or_else(|| word.clone());
+                    budget = budget.saturating_sub(expanded.len());
+                    words.push((expanded, format!("{}.{field}[{i}]", container.path)));
+                }
+            }
             found.extend(flags(&words));
             analyse(
                 &found,

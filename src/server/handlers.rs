@@ -9,7 +9,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use std::sync::Arc;
+
 use crate::admission;
+use crate::engine::Engine;
 use crate::inventory::Readiness;
 
 fn text(status: StatusCode, message: String) -> Response {
@@ -69,6 +72,18 @@ async fn read_body(state: &AppState, request: Request) -> Result<Bytes, Response
     }
 }
 
+/// Evaluates off the async workers: a huge object takes milliseconds of CPU, and must not stall
+/// probes and other requests meanwhile. `None` only if the evaluation task died.
+async fn decide(
+    engine: &Arc<Engine>,
+    body: &Bytes,
+) -> Option<Result<admission::Reply, admission::BadReview>> {
+    let (engine, body) = (engine.clone(), body.clone());
+    tokio::task::spawn_blocking(move || admission::respond(&engine, &body))
+        .await
+        .ok()
+}
+
 pub async fn validate(State(state): State<AppState>, request: Request) -> Response {
     let start = Instant::now();
     let body = match read_body(&state, request).await {
@@ -81,10 +96,15 @@ pub async fn validate(State(state): State<AppState>, request: Request) -> Respon
             return response;
         }
     };
-    let engine = state.engine.load();
+    let engine = state.engine.load_full();
     // Subscribe before deciding, so a change between the decision and the wait is not missed.
     let mut changes = engine.inventory().changes();
-    let mut outcome = admission::respond(&engine, &body);
+    let Some(mut outcome) = decide(&engine, &body).await else {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "evaluation failed".to_string(),
+        );
+    };
     if let Some(changes) = changes.as_mut() {
         let deadline = tokio::time::Instant::now() + state.limits.missing_secret_grace;
         while let Ok(reply) = &outcome {
@@ -98,7 +118,10 @@ pub async fn validate(State(state): State<AppState>, request: Request) -> Respon
             {
                 break;
             }
-            outcome = admission::respond(&engine, &body);
+            match decide(&engine, &body).await {
+                Some(next) => outcome = next,
+                None => break,
+            }
         }
     }
     match outcome {
@@ -108,10 +131,10 @@ pub async fn validate(State(state): State<AppState>, request: Request) -> Respon
                 .observe(&reply.summary, start.elapsed().as_secs_f64());
             let s = &reply.summary;
             tracing::info!(
-                uid = %s.uid,
-                kind = %s.kind,
-                namespace = %s.namespace,
-                name = %s.name,
+                uid = ?s.uid,
+                kind = ?s.kind,
+                namespace = ?s.namespace,
+                name = ?s.name,
                 operation = s.operation,
                 decision = s.decision,
                 rules = %s.rules.join(","),
