@@ -213,6 +213,7 @@ fn request<'a>(group: &'a str, kind: &'a str, ns: &'a str, object: &'a Value) ->
         namespace: ns,
         object: Some(object),
         old_object: None,
+        sub_resource: None,
     }
 }
 

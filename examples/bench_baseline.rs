@@ -3,8 +3,10 @@
 //! builder with the same HTTP/1 and HTTP/2 settings, axum routing, the same first-bytes wait and
 //! body limit), answering "allowed" after parsing the AdmissionReview with
 //! `applyguard::admission::parse` and encoding the response with `applyguard::admission::encode`.
-//! It runs no rule, reads no inventory and logs nothing per request, so the load test's ratio
-//! applyguard / baseline is the cost of deciding (and logging) on top of the transport.
+//! It runs no rule, reads no inventory, logs nothing per request, keeps no metrics and does not
+//! track connection activity for the idle timeout, so the load test's ratio applyguard / baseline
+//! is the cost of everything `serve` adds to the transport: the decision, the log line, metrics
+//! and connection bookkeeping.
 //!
 //! ```sh
 //! cargo run --release --example bench_baseline -- --listen 127.0.0.1:9443 \
