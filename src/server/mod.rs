@@ -2,7 +2,7 @@
 //! with timeouts for slow clients and a bounded graceful shutdown.
 
 mod handlers;
-mod prefixed;
+pub mod prefixed;
 
 use std::future::Future;
 use std::net::SocketAddr;
