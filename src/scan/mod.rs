@@ -260,12 +260,22 @@ pub fn scan(
     let sources = read_inputs(options, stdin, &mut report);
     report.files = sources.len();
     let mut objects = Vec::new();
-    for (file, text) in &sources {
-        for document in documents(text) {
+    // Files parse independently: across files in parallel (order kept), and each text is
+    // dropped as soon as it is parsed.
+    use rayon::prelude::*;
+    let parsed: Vec<(String, Vec<Document>)> = sources
+        .into_par_iter()
+        .map(|(file, text)| {
+            let docs = documents(&text);
+            (file, docs)
+        })
+        .collect();
+    for (file, docs) in parsed {
+        for document in docs {
             report.documents += 1;
             match document.content {
                 Ok(Value::Null) => report.skipped_empty += 1,
-                Ok(value) => push_objects(value, file, document.line, &mut objects, &mut report),
+                Ok(value) => push_objects(value, &file, document.line, &mut objects, &mut report),
                 Err(e) => report.errors.push(InputError {
                     file: file.clone(),
                     line: Some(e.line),
@@ -289,7 +299,6 @@ pub fn scan(
     });
     let engine = Engine::with_inventory(policy, std::sync::Arc::new(inventory))?;
     // Objects are evaluated independently (the engine is shared read-only); order is kept.
-    use rayon::prelude::*;
     let results: Vec<Report> = objects
         .par_iter()
         .map(|located| {
