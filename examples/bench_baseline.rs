@@ -28,8 +28,7 @@ use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use kube::core::admission::AdmissionResponse;
@@ -217,23 +216,7 @@ async fn serve(addr: SocketAddr, config: rustls::ServerConfig) -> io::Result<()>
             };
             first.truncate(n);
             let io = TokioIo::new(applyguard::server::prefixed::Prefixed::new(first, tls));
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .keep_alive(true);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(256)
-                .keep_alive_interval(Some(Duration::from_secs(30)))
-                .keep_alive_timeout(Duration::from_secs(10));
-            let builder = if h2 {
-                builder.http2_only()
-            } else {
-                builder.http1_only()
-            };
+            let builder = applyguard::server::connection_builder(&limits, h2);
             let conn = builder.serve_connection(io, service);
             let _ = watcher.watch(conn).await;
         });

@@ -69,7 +69,8 @@ pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> 
             BadReview::NotAdmissionReview(e.to_string())
         }
     };
-    // Check the version first, so a v1beta1 review is reported as such rather than by
+    // One parse on the way every kube-apiserver request takes. Only when it fails is the
+    // envelope read on its own, so a v1beta1 review is reported as such rather than by
     // whichever v1 field it happens to lack.
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -79,14 +80,22 @@ pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> 
         #[serde(default)]
         kind: String,
     }
-    let envelope: Envelope = serde_json::from_slice(body).map_err(classify)?;
-    if envelope.api_version != META_API_VERSION_V1 || envelope.kind != META_KIND {
-        return Err(BadReview::WrongVersion {
-            api_version: envelope.api_version,
-            kind: envelope.kind,
-        });
+    let wrong_version = |api_version: String, kind: String| {
+        (api_version != META_API_VERSION_V1 || kind != META_KIND)
+            .then_some(BadReview::WrongVersion { api_version, kind })
+    };
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+        Ok(review) => review,
+        Err(err) => {
+            let envelope: Envelope = serde_json::from_slice(body).map_err(classify)?;
+            return Err(
+                wrong_version(envelope.api_version, envelope.kind).unwrap_or_else(|| classify(err))
+            );
+        }
+    };
+    if let Some(err) = wrong_version(review.types.api_version.clone(), review.types.kind.clone()) {
+        return Err(err);
     }
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).map_err(classify)?;
     let request: AdmissionRequest<DynamicObject> =
         review.try_into().map_err(|_| BadReview::NoRequest)?;
     if request.uid.trim().is_empty() {

@@ -21,8 +21,14 @@ use crate::tls::{self, CertStore};
 
 /// Where `--dev` keeps its certificates.
 pub const DEV_CERT_DIR: &str = "certs-dev";
-pub const DEV_LISTEN: &str = "127.0.0.1:8443";
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+pub const DEV_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8443,
+));
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    8443,
+));
 
 /// The serving certificate: files given on the command line, or the dev pair.
 #[derive(Debug, Clone)]

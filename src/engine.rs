@@ -223,7 +223,7 @@ impl Engine {
             findings.violations.retain(|v| keep(&v.path));
             findings.notices.retain(|n| keep(&n.path));
         }
-        Ok(apply_modes(findings, applicability))
+        Ok(apply_modes(findings, &applicability))
     }
 
     /// Kinds without a pod spec: evaluated only when a rule handles them.
@@ -260,22 +260,15 @@ impl Engine {
             },
             enabled,
         );
-        apply_modes(
-            findings,
-            Applicability {
-                modes: applicability.modes.clone(),
-                exemption: applicability.exemption.clone(),
-                notes: applicability.notes.clone(),
-            },
-        )
+        apply_modes(findings, applicability)
     }
 }
 
 /// Sorts violations into denials, warnings and exemptions by the request's modes.
-fn apply_modes(findings: Findings, applicability: Applicability) -> Decision {
+fn apply_modes(findings: Findings, applicability: &Applicability) -> Decision {
     let mut decision = Decision {
         notices: findings.notices,
-        policy_notes: applicability.notes,
+        policy_notes: applicability.notes.clone(),
         ..Decision::default()
     };
     for violation in findings.violations {

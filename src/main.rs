@@ -154,19 +154,12 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 },
-                None => Some(
-                    if dev {
-                        "127.0.0.1:9090"
-                    } else {
-                        "0.0.0.0:9090"
-                    }
-                    .parse()
-                    .expect("constant address"),
-                ),
+                None => Some(SocketAddr::from((
+                    if dev { [127, 0, 0, 1] } else { [0, 0, 0, 0] },
+                    9090,
+                ))),
             };
-            let default_listen = if dev { DEV_LISTEN } else { DEFAULT_LISTEN };
-            let listen =
-                listen.unwrap_or_else(|| default_listen.parse().expect("constant address"));
+            let listen = listen.unwrap_or(if dev { DEV_LISTEN } else { DEFAULT_LISTEN });
             let options = ServeOptions {
                 config,
                 listen,

@@ -265,6 +265,28 @@ async fn track(
     response
 }
 
+/// The HTTP side of a connection: the protocol ALPN chose (HTTP/1.1 without ALPN: h2 over TLS
+/// needs it), header timeout, keep-alive pings, stream cap.
+pub fn connection_builder(limits: &Limits, h2: bool) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    if h2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
+    }
+}
+
 /// One client connection: TLS handshake and first bytes under timeouts, then HTTP/1.1 or
 /// HTTP/2 by ALPN, closed gracefully when idle too long or when the server stops.
 async fn serve_connection(
@@ -313,24 +335,7 @@ async fn serve_connection(
     let service = TowerToHyperService::new(
         router.layer(middleware::from_fn_with_state(activity.clone(), track)),
     );
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(10));
-    // ALPN decides the protocol; without ALPN, HTTP/1.1 (h2 over TLS needs ALPN).
-    let builder = if h2 {
-        builder.http2_only()
-    } else {
-        builder.http1_only()
-    };
+    let builder = connection_builder(&limits, h2);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let mut check = tokio::time::interval(limits.idle_timeout.max(Duration::from_millis(40)) / 4);
