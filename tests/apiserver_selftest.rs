@@ -793,3 +793,112 @@ async fn paths_scopes_and_errors() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn going_away_refuses_connections_and_coming_back_resumes_the_watch() {
+    let server = FakeApiServer::start().await;
+    server.apply("", "v1", "secrets", secret("ns1", "a"));
+    let (store, task) = spawn_reflector(
+        Api::<Secret>::all(server.client()),
+        watcher::Config::default(),
+    );
+    within("initial list", store.wait_until_ready())
+        .await
+        .unwrap();
+    eventually("watch open", || server.open_watches() == 1).await;
+
+    server.go_away().await;
+    // Nothing listens now: a new connection is refused, not left hanging.
+    let refused = tokio::net::TcpStream::connect(server.url().trim_start_matches("http://")).await;
+    assert!(refused.is_err(), "connection accepted while gone");
+    // State changes while gone are what the resumed watch replays.
+    server.apply("", "v1", "secrets", secret("ns1", "b"));
+    server.delete("", "v1", "secrets", Some("ns1"), "a");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        names(&store),
+        set(&["ns1/a"]),
+        "the store keeps its last state"
+    );
+
+    server.come_back().await;
+    eventually("caught up after coming back", || {
+        names(&store) == set(&["ns1/b"])
+    })
+    .await;
+    let requests = server.requests();
+    assert_eq!(lists_of(&requests, "/api/v1/secrets"), 1, "{requests:#?}");
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_answers_503_with_a_status_and_ends_watches() {
+    let server = FakeApiServer::start().await;
+    // Without kube's default retries, which would retry the 503 for minutes.
+    let mut config = server.config();
+    config.default_retry = false;
+    let api = Api::<Secret>::all(kube::Client::try_from(config).unwrap());
+    let stream = api
+        .watch(
+            &WatchParams::default(),
+            &server.resource_version().to_string(),
+        )
+        .await
+        .unwrap();
+    eventually("watch open", || server.open_watches() == 1).await;
+    server.set_unavailable(true);
+    let events: Vec<_> = within("watch ended", stream.collect::<Vec<_>>()).await;
+    assert!(events.iter().all(Result::is_err), "{events:?}");
+    match api.list(&ListParams::default()).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 503);
+            assert_eq!(status.reason, "ServiceUnavailable");
+        }
+        other => panic!("expected a 503 Status, got {other:?}"),
+    }
+    server.set_unavailable(false);
+    assert!(api.list(&ListParams::default()).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_events_reach_open_watches_without_changing_state() {
+    let server = FakeApiServer::start().await;
+    server.apply("", "v1", "secrets", secret("ns1", "a"));
+    let stale = server
+        .object("", "v1", "secrets", Some("ns1"), "a")
+        .unwrap();
+    let api = Api::<Secret>::all(server.client());
+    let mut stream = api
+        .watch(
+            &WatchParams::default(),
+            &server.resource_version().to_string(),
+        )
+        .await
+        .unwrap()
+        .boxed();
+    eventually("watch open", || server.open_watches() == 1).await;
+    server.inject("", "v1", "secrets", "MODIFIED", &stale);
+    match within("injected event", stream.try_next()).await.unwrap() {
+        Some(WatchEvent::Modified(s)) => {
+            assert_eq!(
+                s.metadata.resource_version,
+                stale["metadata"]["resourceVersion"]
+                    .as_str()
+                    .map(String::from)
+            );
+        }
+        other => panic!("expected the injected MODIFIED, got {other:?}"),
+    }
+    // Not recorded: a new watch from the same version replays nothing.
+    let rv = stale["metadata"]["resourceVersion"].as_str().unwrap();
+    let replay: Vec<_> = within("replay", async {
+        api.watch(&WatchParams::default().timeout(1), rv)
+            .await
+            .unwrap()
+            .collect::<Vec<_>>()
+            .await
+    })
+    .await;
+    assert!(replay.is_empty(), "{replay:?}");
+    assert_eq!(server.resource_version().to_string(), rv);
+}

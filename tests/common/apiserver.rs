@@ -17,10 +17,15 @@
 // - Discovery answers legacy JSON, and aggregated discovery (apidiscovery.k8s.io/v2) when the
 //   Accept header asks for it: kube's `Discovery::run_aggregated` has no fallback and would
 //   silently see zero groups if it got legacy JSON back.
+// - Faults: `go_away`/`come_back` (listener closed and every connection cut, then the same
+//   address served again with whatever changed meanwhile), `set_unavailable` (every request
+//   answered 503, as an API server whose etcd is gone does), and `inject` (a raw event on open
+//   watches without changing state: duplicates and out-of-order delivery).
 // Not modelled: label/field selectors (ignored), writes over HTTP (405), authentication.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -161,6 +166,8 @@ struct Shared {
     inner: Mutex<Inner>,
     /// Plurals whose list requests are currently held back.
     holds: watch::Sender<BTreeSet<String>>,
+    /// Answer every request with 503 Service Unavailable.
+    unavailable: AtomicBool,
 }
 
 impl Shared {
@@ -174,14 +181,48 @@ impl Shared {
 pub struct FakeApiServer {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    /// The accept loop, which owns every connection: aborting it cuts them all.
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for FakeApiServer {
     fn drop(&mut self) {
         self.drop_watches();
-        self.task.abort();
+        if let Some(task) = self.take_task() {
+            task.abort();
+        }
     }
+}
+
+/// Accepts connections until aborted; connections live in a JoinSet owned by this future, so
+/// aborting it closes the listener and cuts every open connection, as a dead process would.
+async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    let app = Router::new().fallback(handle).with_state(shared);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                connections.spawn(async move {
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+                });
+            }
+            Some(_) = connections.join_next() => {}
+        }
+    }
+}
+
+/// Binds `addr` (port 0 for any), allowing a quick rebind of an address just closed.
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(128)
 }
 
 impl FakeApiServer {
@@ -201,16 +242,16 @@ impl FakeApiServer {
                 requests: Vec::new(),
             }),
             holds,
+            unavailable: AtomicBool::new(false),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake apiserver");
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind fake apiserver");
         let addr = listener.local_addr().expect("fake apiserver address");
-        let app = Router::new().fallback(handle).with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        let server = FakeApiServer { shared, addr, task };
+        let task = tokio::spawn(serve(listener, shared.clone()));
+        let server = FakeApiServer {
+            shared,
+            addr,
+            task: Mutex::new(Some(task)),
+        };
         server.add_resource("", "v1", "Secret", "secrets", true);
         server.add_resource("", "v1", "ConfigMap", "configmaps", true);
         server.add_resource("", "v1", "Namespace", "namespaces", false);
@@ -221,10 +262,15 @@ impl FakeApiServer {
         format!("http://{}", self.addr)
     }
 
-    /// A kube client for this server, default namespace "default".
-    pub fn client(&self) -> kube::Client {
+    /// Client configuration for this server, default namespace "default".
+    pub fn config(&self) -> kube::Config {
         let uri: axum::http::Uri = self.url().parse().expect("fake apiserver url");
-        kube::Client::try_from(kube::Config::new(uri)).expect("kube client for fake apiserver")
+        kube::Config::new(uri)
+    }
+
+    /// A kube client for this server (with kube's default retries).
+    pub fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.config()).expect("kube client for fake apiserver")
     }
 
     /// Registers a resource for discovery, get, list and watch. Registering the same
@@ -328,7 +374,7 @@ impl FakeApiServer {
 
     /// Deletes an object and emits DELETED carrying the object with the deletion's new
     /// resourceVersion (as etcd does), so a watch resuming from it does not replay the delete.
-    /// Deleting something absent does nothing.
+    /// Deleting something absent does nothing. Returns the DELETED event's object.
     pub fn delete(
         &self,
         group: &str,
@@ -336,27 +382,113 @@ impl FakeApiServer {
         plural: &str,
         namespace: Option<&str>,
         name: &str,
-    ) {
+    ) -> Option<Value> {
         let gvr = Gvr::new(group, version, plural);
         let mut inner = self.shared.lock();
-        let Some(idx) = inner.find(&gvr) else { return };
+        let idx = inner.find(&gvr)?;
         let ns = if inner.resources[idx].namespaced {
             namespace.unwrap_or("default").to_string()
         } else {
             String::new()
         };
-        let Some(mut object) = inner.resources[idx]
+        let mut object = inner.resources[idx]
             .objects
-            .remove(&(ns.clone(), name.to_string()))
-        else {
-            return;
-        };
+            .remove(&(ns.clone(), name.to_string()))?;
         inner.rv += 1;
         let rv = inner.rv;
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), json!(rv.to_string()));
         }
         inner.emit(&gvr, &ns, "DELETED", &object);
+        Some(object)
+    }
+
+    /// The API server goes away: open watches end with a connection error, every connection
+    /// is cut and new ones are refused. State is kept, and may be changed meanwhile.
+    pub async fn go_away(&self) {
+        self.drop_watches();
+        if let Some(task) = self.take_task() {
+            task.abort();
+            // Returns once the task, and with it the listener and connections, is dropped.
+            let _ = task.await;
+        }
+    }
+
+    fn take_task(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// The API server is back on the same address, with its history: watches resume from
+    /// their resourceVersion (or get 410 Gone if `expire_watches` compacted it meanwhile).
+    pub async fn come_back(&self) {
+        let mut tries = 0;
+        let listener = loop {
+            match bind(self.addr) {
+                Ok(listener) => break listener,
+                Err(err) => {
+                    tries += 1;
+                    assert!(tries < 100, "rebinding {}: {err}", self.addr);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let task = tokio::spawn(serve(listener, self.shared.clone()));
+        let old = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(task);
+        if let Some(old) = old {
+            old.abort();
+        }
+    }
+
+    /// While on, every request is answered 503 with a Status body; turning it on also ends the
+    /// open watches, as an API server that lost etcd does.
+    pub fn set_unavailable(&self, on: bool) {
+        self.shared.unavailable.store(on, Ordering::SeqCst);
+        if on {
+            self.drop_watches();
+        }
+    }
+
+    /// Sends a raw watch event on every open watch of the resource without changing any state
+    /// or history: a duplicate or out-of-order delivery, as a test builds it.
+    pub fn inject(&self, group: &str, version: &str, plural: &str, event: &str, object: &Value) {
+        let gvr = Gvr::new(group, version, plural);
+        let line = event_line(event, object);
+        let mut inner = self.shared.lock();
+        inner.watchers.retain(|w| {
+            if w.gvr != gvr {
+                return !w.tx.is_closed();
+            }
+            w.tx.send(WatchMsg::Line(line.clone())).is_ok()
+        });
+    }
+
+    /// The stored object, as a get would return it.
+    pub fn object(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        let gvr = Gvr::new(group, version, plural);
+        let inner = self.shared.lock();
+        let def = &inner.resources[inner.find(&gvr)?];
+        let ns = if def.namespaced {
+            namespace.unwrap_or("default")
+        } else {
+            ""
+        };
+        def.objects
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// Ends every open watch response with a connection-level error, as if the apiserver died.
@@ -442,6 +574,13 @@ async fn handle(
         .path_and_query()
         .map_or_else(|| uri.path().to_string(), |pq| pq.as_str().to_string());
     shared.lock().requests.push(format!("{method} {target}"));
+    if shared.unavailable.load(Ordering::SeqCst) {
+        return status_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "the fake apiserver is unavailable (etcd is gone)",
+        );
+    }
     if method != Method::GET {
         return status_response(
             StatusCode::METHOD_NOT_ALLOWED,
