@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod manifests;
 mod producers;
+pub mod versions;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
