@@ -71,11 +71,9 @@ pub async fn cluster_inventory() -> Result<Arc<dyn Inventory>> {
         )
     })?;
     tracing::info!(server = %config.cluster_url, "watching the cluster for the inventory");
-    let client = kube::Client::try_from(config).context("cannot build a Kubernetes client")?;
-    Ok(Arc::new(ClusterInventory::start(
-        client,
-        ClusterOptions::default(),
-    )))
+    let inventory = ClusterInventory::connect(config, ClusterOptions::default())
+        .context("cannot build a Kubernetes client")?;
+    Ok(Arc::new(inventory))
 }
 
 /// Loads the policy file, or the default policy when none is given.

@@ -80,7 +80,7 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 async fn started(api: &FakeApiServer, policy: &str) -> (Arc<ClusterInventory>, Engine) {
-    let inventory = Arc::new(ClusterInventory::start(api.client(), options()));
+    let inventory = Arc::new(ClusterInventory::connect(api.config(), options()).unwrap());
     let engine = Engine::with_inventory(
         Policy::from_yaml(policy, "test").unwrap(),
         inventory.clone(),
@@ -96,7 +96,7 @@ async fn readiness_waits_for_every_initial_list() {
     let api = FakeApiServer::start().await;
     api.apply("", "v1", "secrets", secret("shop", "db", &["password"]));
     api.hold_lists("secrets", true);
-    let inventory = Arc::new(ClusterInventory::start(api.client(), options()));
+    let inventory = Arc::new(ClusterInventory::connect(api.config(), options()).unwrap());
     // Configmaps and namespaces sync; secrets are held.
     let inv = inventory.clone();
     eventually("configmaps synced", || {
@@ -138,7 +138,8 @@ async fn readiness_waits_for_every_initial_list() {
 async fn readyz_reports_the_inventory_over_https() {
     let api = FakeApiServer::start().await;
     api.hold_lists("namespaces", true);
-    let inventory: Arc<dyn Inventory> = Arc::new(ClusterInventory::start(api.client(), options()));
+    let inventory: Arc<dyn Inventory> =
+        Arc::new(ClusterInventory::connect(api.config(), options()).unwrap());
     let server = start_with(None, Limits::default(), inventory).await;
     let c = client(&server.certs.ca_cert, Http::Two);
     let response = c.get(server.url("/readyz")).send().await.unwrap();
@@ -341,7 +342,7 @@ async fn producers_present_at_start_are_synced_before_ready() {
         "metadata": {"name": "web", "namespace": "shop"}, "spec": {"secretName": "web-tls"}}),
     );
     api.hold_lists("sealedsecrets", true);
-    let inventory = Arc::new(ClusterInventory::start(api.client(), options()));
+    let inventory = Arc::new(ClusterInventory::connect(api.config(), options()).unwrap());
     let inv = inventory.clone();
     eventually("core synced", || {
         inv.watches().get("secrets") == Some(&true)
@@ -402,13 +403,16 @@ async fn admission_requests_make_no_api_calls() {
         "secrets",
         secret("shop", "db-credentials", &["username", "password"]),
     );
-    let inventory: Arc<dyn Inventory> = Arc::new(ClusterInventory::start(
-        api.client(),
-        ClusterOptions {
-            discovery_interval: Duration::from_secs(3600),
-            ..ClusterOptions::default()
-        },
-    ));
+    let inventory: Arc<dyn Inventory> = Arc::new(
+        ClusterInventory::connect(
+            api.config(),
+            ClusterOptions {
+                discovery_interval: Duration::from_secs(3600),
+                ..ClusterOptions::default()
+            },
+        )
+        .unwrap(),
+    );
     let inv = inventory.clone();
     eventually("sync", || inv.readiness() == Readiness::Ready).await;
     // These requests are denied for a missing Secret: do not wait for it to appear.
@@ -452,7 +456,8 @@ fn review_for(secret: &str) -> Vec<u8> {
 #[tokio::test]
 async fn a_secret_applied_together_with_the_workload_is_waited_for() {
     let api = Arc::new(FakeApiServer::start().await);
-    let inventory: Arc<dyn Inventory> = Arc::new(ClusterInventory::start(api.client(), options()));
+    let inventory: Arc<dyn Inventory> =
+        Arc::new(ClusterInventory::connect(api.config(), options()).unwrap());
     let inv = inventory.clone();
     eventually("sync", || inv.readiness() == Readiness::Ready).await;
     let server = start_with(None, Limits::default(), inventory).await;
@@ -494,26 +499,75 @@ async fn a_secret_applied_together_with_the_workload_is_waited_for() {
     server.stop().await;
 }
 
+/// Reads `applyguard_inventory_stale` from the server's /metrics.
+async fn stale_metric(server: &common::TestServer) -> String {
+    let text = common::plain_client()
+        .get(format!("http://{}/metrics", server.metrics_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("applyguard_inventory_stale "))
+        .unwrap_or_else(|| panic!("no applyguard_inventory_stale in:\n{text}"))
+        .trim()
+        .to_string()
+}
+
+/// Options for the outage tests: stale quickly, and an error_gap far longer than the test, so
+/// that only a successful response from the API server can end an outage.
+fn outage_options() -> ClusterOptions {
+    ClusterOptions {
+        stale_after: Duration::from_millis(500),
+        error_gap: Duration::from_secs(600),
+        ..options()
+    }
+}
+
+async fn eventually_within(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn list_requests(api: &FakeApiServer, path: &str) -> usize {
+    let prefix = format!("GET {path}");
+    api.requests()
+        .iter()
+        .filter(|r| r.starts_with(&prefix) && !r.contains("watch="))
+        .count()
+}
+
 #[tokio::test]
-async fn a_cache_whose_watches_keep_failing_applies_failure_mode() {
+async fn the_api_server_going_away_and_coming_back() {
     let api = FakeApiServer::start().await;
     api.apply("", "v1", "secrets", secret("shop", "db", &["password"]));
-    let inventory = Arc::new(ClusterInventory::start(
-        api.client(),
-        ClusterOptions {
-            stale_after: Duration::from_millis(300),
-            ..options()
-        },
-    ));
+    api.apply("", "v1", "secrets", secret("shop", "old", &["token"]));
+    let inventory = Arc::new(ClusterInventory::connect(api.config(), outage_options()).unwrap());
     let inv = inventory.clone();
     eventually("sync", || inv.readiness() == Readiness::Ready).await;
+    let server = start_with(None, Limits::default(), inventory.clone()).await;
     let engine = Engine::with_inventory(Policy::default(), inventory.clone()).unwrap();
     assert!(decide(&engine, &pod_referencing("db", "password")).allowed());
-    // The API server goes away: the cache keeps answering from its last state at first...
-    drop(api);
+    assert_eq!(stale_metric(&server).await, "0");
+
+    // The API server goes away (connections cut, new ones refused); the cluster changes
+    // meanwhile. The cache keeps answering from its last state at first...
+    api.go_away().await;
+    api.delete("", "v1", "secrets", Some("shop"), "old");
+    api.apply("", "v1", "secrets", secret("shop", "new", &["token"]));
     assert!(decide(&engine, &pod_referencing("db", "password")).allowed());
-    // ...and once the watches have failed for longer than stale_after, failureMode applies.
+    assert!(decide(&engine, &pod_referencing("old", "token")).allowed());
+    assert_eq!(inventory.readiness(), Readiness::Ready);
+
+    // ...until the watches have failed for stale_after: then the metric says so and
+    // failureMode (deny by default) applies, naming the reason.
     eventually("stale", || inv.stale().is_some()).await;
+    assert_eq!(stale_metric(&server).await, "1");
     let d = decide(&engine, &pod_referencing("db", "password"));
     assert!(!d.allowed());
     assert!(
@@ -523,4 +577,192 @@ async fn a_cache_whose_watches_keep_failing_applies_failure_mode() {
     );
     // Readiness is not touched: a lost API server must not take every replica out of service.
     assert_eq!(inventory.readiness(), Readiness::Ready);
+
+    // The API server returns. The first successful response ends the outage (error_gap is
+    // 10 minutes here, so nothing else could), and the resumed watches replay what changed.
+    let back = Instant::now();
+    api.come_back().await;
+    eventually_within("recovered", Duration::from_secs(40), || {
+        inv.stale().is_none()
+            && inv.secret("shop", "new").is_some()
+            && inv.secret("shop", "old").is_none()
+    })
+    .await;
+    let recovery = back.elapsed();
+    assert_eq!(stale_metric(&server).await, "0");
+    assert!(decide(&engine, &pod_referencing("db", "password")).allowed());
+    assert!(decide(&engine, &pod_referencing("new", "token")).allowed());
+    assert!(!decide(&engine, &pod_referencing("old", "token")).allowed());
+    // Resumed from the last resourceVersion: the one list is the initial one.
+    assert_eq!(
+        list_requests(&api, "/api/v1/secrets"),
+        1,
+        "{:#?}",
+        api.requests()
+    );
+    assert!(recovery < Duration::from_secs(40), "{recovery:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_outage_longer_than_the_watch_history_relists_on_return() {
+    let api = FakeApiServer::start().await;
+    api.apply("", "v1", "secrets", secret("shop", "db", &["password"]));
+    api.apply("", "v1", "secrets", secret("shop", "old", &["token"]));
+    let inventory = Arc::new(ClusterInventory::connect(api.config(), outage_options()).unwrap());
+    let inv = inventory.clone();
+    eventually("sync", || inv.readiness() == Readiness::Ready).await;
+
+    api.go_away().await;
+    api.delete("", "v1", "secrets", Some("shop"), "old");
+    api.apply("", "v1", "secrets", secret("shop", "new", &["token"]));
+    // etcd compacts while the API server is away: resuming gets 410 Gone.
+    api.expire_watches();
+    eventually("stale", || inv.stale().is_some()).await;
+    api.come_back().await;
+    eventually_within("relisted", Duration::from_secs(40), || {
+        inv.stale().is_none()
+            && inv.secret("shop", "new").is_some()
+            && inv.secret("shop", "old").is_none()
+            && inv.secret("shop", "db").is_some()
+    })
+    .await;
+    assert_eq!(
+        list_requests(&api, "/api/v1/secrets"),
+        2,
+        "{:#?}",
+        api.requests()
+    );
+    assert_eq!(inventory.readiness(), Readiness::Ready);
+}
+
+#[tokio::test]
+async fn an_api_server_answering_503_is_reported_stale_and_recovers() {
+    let api = FakeApiServer::start().await;
+    api.apply("", "v1", "secrets", secret("shop", "db", &["password"]));
+    let inventory = Arc::new(ClusterInventory::connect(api.config(), outage_options()).unwrap());
+    let inv = inventory.clone();
+    eventually("sync", || inv.readiness() == Readiness::Ready).await;
+    let engine = Engine::with_inventory(Policy::default(), inventory.clone()).unwrap();
+
+    // 503 for everything (kube's client would retry each request for minutes; `connect`
+    // turns that off so the failure is seen within the watcher's own backoff).
+    api.set_unavailable(true);
+    eventually("stale while 503", || inv.stale().is_some()).await;
+    assert!(
+        inv.stale().unwrap().contains("503") || inv.stale().unwrap().contains("Unavailable"),
+        "{:?}",
+        inv.stale()
+    );
+    assert!(!decide(&engine, &pod_referencing("db", "password")).allowed());
+    api.apply("", "v1", "secrets", secret("shop", "later", &["k"]));
+
+    api.set_unavailable(false);
+    eventually_within("recovered", Duration::from_secs(40), || {
+        inv.stale().is_none() && inv.secret("shop", "later").is_some()
+    })
+    .await;
+    assert!(decide(&engine, &pod_referencing("db", "password")).allowed());
+}
+
+/// Waits until every event sent before this call has been applied: events on one watch are
+/// handled in order, so once a fresh sentinel Secret is visible, so is everything before it.
+async fn flush(api: &FakeApiServer, inventory: &ClusterInventory, n: &mut u32) {
+    *n += 1;
+    let name = format!("sentinel-{n}");
+    api.apply("", "v1", "secrets", secret("shop", &name, &["k"]));
+    eventually("sentinel", || inventory.secret("shop", &name).is_some()).await;
+}
+
+#[tokio::test]
+async fn duplicated_and_out_of_order_watch_events_never_undo_newer_state() {
+    let api = FakeApiServer::start().await;
+    let object = |name: &str| api.object("", "v1", "secrets", Some("shop"), name).unwrap();
+    api.apply("", "v1", "secrets", secret("shop", "db", &["username"]));
+    let db_old = object("db");
+    api.apply(
+        "",
+        "v1",
+        "secrets",
+        secret("shop", "db", &["username", "password"]),
+    );
+    let db_new = object("db");
+    let (inventory, engine) = started(&api, "").await;
+    let keys = |inv: &ClusterInventory, name: &str| inv.secret("shop", name).map(|s| s.keys);
+    // `secret()` always adds a stringData key "extra".
+    let both = Some(["extra", "password", "username"].map(String::from).into());
+    assert_eq!(keys(&inventory, "db"), both);
+    eventually("watch open", || api.open_watches() >= 3).await;
+    let mut n = 0;
+
+    // An older version delivered after the newer one, and the newer one twice.
+    api.inject("", "v1", "secrets", "MODIFIED", &db_old);
+    api.inject("", "v1", "secrets", "ADDED", &db_new);
+    api.inject("", "v1", "secrets", "MODIFIED", &db_old);
+    flush(&api, &inventory, &mut n).await;
+    assert_eq!(
+        keys(&inventory, "db"),
+        both,
+        "an old event undid a newer state"
+    );
+    assert!(decide(&engine, &pod_referencing("db", "password")).allowed());
+
+    // A deletion delivered after the object was re-created.
+    api.apply("", "v1", "secrets", secret("shop", "phoenix", &["k"]));
+    let deleted = api
+        .delete("", "v1", "secrets", Some("shop"), "phoenix")
+        .unwrap();
+    api.apply("", "v1", "secrets", secret("shop", "phoenix", &["k"]));
+    flush(&api, &inventory, &mut n).await;
+    api.inject("", "v1", "secrets", "DELETED", &deleted);
+    flush(&api, &inventory, &mut n).await;
+    assert!(
+        inventory.secret("shop", "phoenix").is_some(),
+        "a late DELETED removed a live Secret"
+    );
+
+    // An ADDED delivered after the object's deletion, and the deletion twice.
+    api.apply("", "v1", "secrets", secret("shop", "ghost", &["k"]));
+    let ghost = object("ghost");
+    let ghost_deleted = api
+        .delete("", "v1", "secrets", Some("shop"), "ghost")
+        .unwrap();
+    flush(&api, &inventory, &mut n).await;
+    api.inject("", "v1", "secrets", "ADDED", &ghost);
+    api.inject("", "v1", "secrets", "DELETED", &ghost_deleted);
+    flush(&api, &inventory, &mut n).await;
+    assert!(
+        inventory.secret("shop", "ghost").is_none(),
+        "a late ADDED revived a deleted Secret"
+    );
+    assert!(!decide(&engine, &pod_referencing("ghost", "k")).allowed());
+
+    // Events about objects the cache never saw: a deletion changes nothing, a modification
+    // (its ADDED lost) is taken as the object's state.
+    let unseen = |name: &str, rv: u64| {
+        let mut o = object("db");
+        o["metadata"]["name"] = json!(name);
+        o["metadata"]["resourceVersion"] = json!(rv.to_string());
+        o
+    };
+    let rv = api.resource_version();
+    api.inject(
+        "",
+        "v1",
+        "secrets",
+        "DELETED",
+        &unseen("never-seen", rv + 50),
+    );
+    api.inject("", "v1", "secrets", "MODIFIED", &unseen("orphan", rv + 60));
+    flush(&api, &inventory, &mut n).await;
+    assert!(inventory.secret("shop", "never-seen").is_none());
+    assert!(inventory.secret("shop", "orphan").is_some());
+
+    // Normal traffic still flows: a real update of db applies.
+    api.apply("", "v1", "secrets", secret("shop", "db", &["token"]));
+    let inv = inventory.clone();
+    eventually("real update", || {
+        keys(&inv, "db") == Some(["extra", "token"].map(String::from).into())
+    })
+    .await;
 }

@@ -7,10 +7,19 @@
 //! plaintext copy of the Secret): no Secret value is ever held, not even transiently as a Rust
 //! string. ExternalSecret, SealedSecret and Certificate are watched only where discovery shows
 //! their API is served, re-checked periodically so that a CRD installed later is picked up.
+//!
+//! Faults: while the API server is unreachable the cache keeps answering from its last state;
+//! a watch failing for `stale_after` makes it stale (failureMode applies); the first successful
+//! response for that resource clears it, and the resumed watch (or a relist after 410 Gone)
+//! catches up. Watch events that repeat or arrive out of order are dropped by resourceVersion
+//! (see `versions`), so a replay can never undo a newer state.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -23,6 +32,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Deserializer};
 use tokio::task::JoinHandle;
 
+use super::versions::{Verdict, Versions, comparable};
 use super::{
     Catalog, ConfigMapInfo, Inventory, Producer, ProducerKind, Readiness, SecretInfo,
     SharedCatalog, producer_from_object, read, write,
@@ -38,8 +48,9 @@ pub struct ClusterOptions {
     /// A watch that has kept failing for this long means the cache is lost: `secret-ref` then
     /// applies `failureMode` instead of trusting old state.
     pub stale_after: Duration,
-    /// Errors further apart than this are separate outages (the watch backoff tops out at 30 s,
-    /// and a successful re-watch after a dropped connection is silent).
+    /// A watch whose last error is older than this is no longer counted as failing even if no
+    /// successful response was seen (the watch backoff tops out at 30 s, so an outage keeps
+    /// producing errors more often than this).
     pub error_gap: Duration,
 }
 
@@ -159,11 +170,28 @@ struct WatchState {
     synced: bool,
     /// Counts towards readiness (the core resources and producers found at start).
     required: bool,
+    /// The collection path this watch lists and watches (`/api/v1/secrets`), so that a
+    /// successful response on it can be credited to it.
+    url: String,
     last_error: Option<String>,
-    last_event: Option<Instant>,
-    /// When the current run of errors began, and when the last one came.
+    /// When the current run of errors began (cleared by the first successful response), and
+    /// when the last error came.
     failing_since: Option<Instant>,
     last_error_at: Option<Instant>,
+}
+
+impl WatchState {
+    /// The API server answered this watch: whatever outage there was is over.
+    fn recovered(&mut self, resource: &str) {
+        if let Some(since) = self.failing_since.take() {
+            tracing::info!(
+                resource = %resource,
+                failing_for_seconds = since.elapsed().as_secs(),
+                "API server answering again; the watch resumes and the cache catches up"
+            );
+        }
+        self.last_error = None;
+    }
 }
 
 struct Shared {
@@ -202,6 +230,47 @@ impl Shared {
     fn update(&self, resource: &str, f: impl FnOnce(&mut WatchState)) {
         let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
         f(watches.entry(resource.to_string()).or_default());
+    }
+
+    /// A successful response on `path`: the watches of that collection are connected.
+    fn answered(&self, path: &str) {
+        let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        for (resource, w) in watches.iter_mut().filter(|(_, w)| w.url == path) {
+            w.recovered(resource);
+        }
+    }
+}
+
+/// The kube client the watches use, wrapped to see each response's status: kube's watcher
+/// reports failures as events but resumes silently, and without this a recovered API server
+/// would only be noticed at the next change.
+#[derive(Clone)]
+struct Observed {
+    client: Client,
+    shared: Arc<Shared>,
+}
+
+impl tower_service::Service<http::Request<kube::client::Body>> for Observed {
+    type Response = http::Response<kube::client::Body>;
+    type Error = kube::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // `Client::send` waits for readiness itself.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<kube::client::Body>) -> Self::Future {
+        let client = self.client.clone();
+        let shared = self.shared.clone();
+        let path = request.uri().path().to_string();
+        Box::pin(async move {
+            let response = client.send(request).await?;
+            if response.status().is_success() {
+                shared.answered(&path);
+            }
+            Ok(response)
+        })
     }
 }
 
@@ -307,9 +376,13 @@ async fn run_watch<K, S>(
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     S: Sink<K>,
 {
+    shared.update(&resource, |w| w.url = api.resource_url().to_string());
+    // The default list semantic (a consistent read, not resourceVersion=0) matters: a relist
+    // served from a lagging API server's cache could otherwise take the cache back in time.
     let config = watcher::Config::default().page_size(page_size);
     let mut stream = watcher(api, config).default_backoff().boxed();
     let mut buffer: Option<Vec<K>> = None;
+    let mut versions = Versions::default();
     while let Some(event) = stream.next().await {
         match event {
             Ok(watcher::Event::Init) => buffer = Some(Vec::new()),
@@ -319,6 +392,7 @@ async fn run_watch<K, S>(
             Ok(watcher::Event::InitDone) => {
                 let objects = buffer.take().unwrap_or_default();
                 let count = objects.len();
+                versions.reset(objects.iter().map(identity));
                 {
                     let mut catalog = write(&shared.catalog);
                     sink.clear(&mut catalog);
@@ -332,32 +406,38 @@ async fn run_watch<K, S>(
                         tracing::info!(resource = %resource, objects = count, "inventory synced");
                     }
                     w.synced = true;
-                    w.last_error = None;
-                    w.failing_since = None;
-                    w.last_event = Some(Instant::now());
+                    w.recovered(&resource);
                 });
             }
             Ok(watcher::Event::Apply(object)) => {
-                sink.put(&mut write(&shared.catalog), &object);
-                shared.bump();
-                shared.update(&resource, |w| {
-                    w.last_error = None;
-                    w.failing_since = None;
-                    w.last_event = Some(Instant::now());
-                });
+                let (namespace, name, rv) = identity(&object);
+                match versions.apply(namespace, name, rv) {
+                    Verdict::Apply => {
+                        sink.put(&mut write(&shared.catalog), &object);
+                        shared.bump();
+                    }
+                    verdict => ignored(&resource, "ADDED/MODIFIED", &object, verdict),
+                }
+                shared.update(&resource, |w| w.recovered(&resource));
             }
             Ok(watcher::Event::Delete(object)) => {
-                sink.remove(&mut write(&shared.catalog), &object);
-                shared.bump();
-                shared.update(&resource, |w| w.last_event = Some(Instant::now()));
+                let (namespace, name, rv) = identity(&object);
+                match versions.delete(namespace, name, rv) {
+                    Verdict::Apply => {
+                        sink.remove(&mut write(&shared.catalog), &object);
+                        shared.bump();
+                    }
+                    verdict => ignored(&resource, "DELETED", &object, verdict),
+                }
+                shared.update(&resource, |w| w.recovered(&resource));
             }
             Err(err) => {
                 tracing::warn!(resource = %resource, error = %err, "watch failed; retrying with backoff (the cache keeps its last state)");
                 shared.update(&resource, |w| {
                     let now = Instant::now();
-                    let continuing = w
-                        .last_error_at
-                        .is_some_and(|at| now.duration_since(at) < shared.error_gap);
+                    let continuing = w.failing_since.is_some()
+                        && w.last_error_at
+                            .is_some_and(|at| now.duration_since(at) < shared.error_gap);
                     if !continuing {
                         w.failing_since = Some(now);
                     }
@@ -366,6 +446,34 @@ async fn run_watch<K, S>(
                 });
             }
         }
+    }
+}
+
+/// Namespace, name and comparable resourceVersion of a watched object.
+fn identity<K: Resource>(object: &K) -> (&str, &str, Option<u64>) {
+    let meta = object.meta();
+    (
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+        comparable(meta.resource_version.as_deref()),
+    )
+}
+
+/// Logs a watch event the cache did not apply. A replay is routine after a resumed watch;
+/// an event older than the cached state is not, and is worth a warning.
+fn ignored<K: Resource>(resource: &str, event: &str, object: &K, verdict: Verdict) {
+    let (namespace, name, _) = identity(object);
+    let rv = object
+        .meta()
+        .resource_version
+        .as_deref()
+        .unwrap_or_default();
+    if verdict == Verdict::OutOfOrder {
+        tracing::warn!(resource = %resource, event, namespace, name, resource_version = rv,
+            "ignored a watch event older than the cached state (out of order)");
+    } else {
+        tracing::debug!(resource = %resource, event, namespace, name, resource_version = rv,
+            "ignored a repeated watch event");
     }
 }
 
@@ -461,14 +569,36 @@ pub struct ClusterInventory {
 }
 
 impl ClusterInventory {
-    /// Starts the watches and the discovery loop. Returns at once; `readiness()` turns
-    /// `Ready` once every initial list has completed.
+    /// Builds the client for `config` and starts the watches (see `start`).
+    ///
+    /// kube's default client retries 429/503/504 up to 15 times with backoff growing to
+    /// minutes: an API server answering 503 would keep a watch request pending for about six
+    /// minutes without one error reaching us, so the cache would never be reported stale.
+    /// The watcher's own backoff (capped at 30 s) is the only retry the watches need.
+    pub fn connect(
+        mut config: kube::Config,
+        options: ClusterOptions,
+    ) -> Result<ClusterInventory, kube::Error> {
+        config.default_retry = false;
+        Ok(ClusterInventory::start(Client::try_from(config)?, options))
+    }
+
+    /// Starts the watches and the discovery loop on an existing client. Returns at once;
+    /// `readiness()` turns `Ready` once every initial list has completed.
     pub fn start(client: Client, options: ClusterOptions) -> ClusterInventory {
         let shared = Arc::new(Shared {
             stale_after: options.stale_after,
             error_gap: options.error_gap,
             ..Shared::default()
         });
+        let default_namespace = client.default_namespace().to_string();
+        let client = Client::new(
+            Observed {
+                client,
+                shared: shared.clone(),
+            },
+            default_namespace,
+        );
         for resource in ["secrets", "configmaps", "namespaces"] {
             shared.update(resource, |w| w.required = true);
         }
