@@ -237,16 +237,25 @@ async fn dropped_watches_and_410_gone_recover_without_a_wrong_verdict() {
 
     // 2. History is compacted: watches get 410 Gone and relist. Changes made meanwhile appear,
     // the deleted Secret disappears, and an unchanged one never flickers out.
+    // The relist is held, so the window in which a cache that cleared first would answer
+    // from nothing is long and certain, not a race the test might miss.
+    // Changes made after the 410 reach the cache only through that relist.
+    api.hold_lists("secrets", true);
+    api.expire_watches();
     api.apply("", "v1", "secrets", secret("shop", "during-410", &["k"]));
     api.delete("", "v1", "secrets", Some("shop"), "after-drop");
-    api.expire_watches();
-    for _ in 0..20 {
+    for _ in 0..40 {
         assert!(
             decide(&engine, &pod).allowed(),
             "wrong verdict during relist"
         );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(
+            inv.secret("shop", "after-drop").is_some(),
+            "the cache changed before the relist completed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    api.hold_lists("secrets", false);
     eventually("relist after 410", || {
         inv.secret("shop", "during-410").is_some() && inv.secret("shop", "after-drop").is_none()
     })
@@ -309,6 +318,22 @@ async fn a_producer_crd_installed_after_start_is_watched() {
         Readiness::Ready,
         "a later CRD never makes the webhook unready"
     );
+
+    // external-secrets is uninstalled (its CRD and every ExternalSecret go): the watch stops
+    // and what it produced is forgotten, so the reference is missing again.
+    api.remove_resource("external-secrets.io", "v1", "externalsecrets");
+    eventually("ExternalSecret producers forgotten", || {
+        inv.producers("shop", "payments-credentials").is_empty()
+    })
+    .await;
+    eventually("ExternalSecret watch stopped", || {
+        !inv.watches()
+            .keys()
+            .any(|k| k.contains("external-secrets.io"))
+    })
+    .await;
+    assert!(!decide(&engine, &pod).allowed());
+    assert_eq!(inventory.readiness(), Readiness::Ready);
 }
 
 #[tokio::test]

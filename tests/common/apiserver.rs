@@ -299,6 +299,17 @@ impl FakeApiServer {
         }
     }
 
+    /// Unregisters a resource, as deleting its CRD does: its objects are gone, discovery stops
+    /// listing it, open watches on it end, and later requests get 404.
+    pub fn remove_resource(&self, group: &str, version: &str, plural: &str) {
+        let gvr = Gvr::new(group, version, plural);
+        let mut inner = self.shared.lock();
+        inner.resources.retain(|r| r.gvr != gvr);
+        inner.history.retain(|ev| ev.gvr != gvr);
+        // Dropping the senders ends those watch responses cleanly.
+        inner.watchers.retain(|w| w.gvr != gvr);
+    }
+
     /// Creates or replaces an object, fills in apiVersion, kind, metadata.resourceVersion,
     /// metadata.uid (kept across replaces) and, for namespaced resources without one,
     /// metadata.namespace "default"; emits ADDED or MODIFIED. Every call is a change, even if
