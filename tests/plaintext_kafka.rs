@@ -516,6 +516,19 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case(
+            "a flag in args of a container with no environment at all",
+            pod_env(
+                &[],
+                json!({
+                "command": ["kafka-console-producer"],
+                "args": ["--bootstrap-server", "kafka:9092", "--security-protocol", "PLAINTEXT"]}),
+            ),
+            vec![(
+                "spec.containers[0].args[3]",
+                &["--security-protocol is PLAINTEXT"],
+            )],
+        ),
+        case(
             "look-alike variables are not Kafka settings",
             pod_env(
                 &[

@@ -389,7 +389,29 @@ impl Rule for PlaintextKafka {
     fn check(&self, subject: &Subject<'_>, out: &mut Findings) {
         let (mut problems, mut implicit) = (Vec::new(), Vec::new());
         for container in subject.pod.containers() {
-            let vars = env::resolve(&container, subject.namespace, subject.inventory);
+            // Most containers have no Kafka setting at all: resolving their environment (every
+            // variable formatted with its path and origin) was most of this rule's cost. It is
+            // needed only when a variable's name is a Kafka setting, a ConfigMap brings names we
+            // cannot see here, or a command/args word refers to a variable; otherwise the
+            // words are their own expansion and `found` would stay empty.
+            let needs_env = container
+                .env
+                .iter()
+                .any(|var| kafka::classify_env(&var.name).is_some())
+                || container
+                    .env_from
+                    .iter()
+                    .any(|f| f.config_map_ref.is_some())
+                || container
+                    .command
+                    .iter()
+                    .chain(container.args)
+                    .any(|word| word.contains('$'));
+            let vars = if needs_env {
+                env::resolve(&container, subject.namespace, subject.inventory)
+            } else {
+                Vec::new()
+            };
             let mut found: Vec<Found> = vars
                 .iter()
                 .filter_map(|var| {
