@@ -229,13 +229,36 @@ fn benches(c: &mut Criterion) {
     missing["spec"]["template"]["spec"]["containers"][3]["env"][1]["valueFrom"]["secretKeyRef"]["name"] =
         json!("svc-023-bd");
 
-    let cases: [(&str, &str, &str, &Value, bool); 4] = [
+    // The same Deployment for an app that is not a Kafka client (most workloads): no Kafka
+    // variables and no envFrom ConfigMap, so plaintext-kafka need not resolve the environment.
+    let mut no_kafka = deployment10.clone();
+    for c in no_kafka["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(env) = c["env"].as_array_mut() {
+            env.retain(|v| !v["name"].as_str().is_some_and(|n| n.contains("KAFKA")));
+        }
+        if let Some(c) = c.as_object_mut() {
+            c.remove("envFrom");
+        }
+    }
+
+    let cases: [(&str, &str, &str, &Value, bool); 5] = [
         ("pod", "", "Pod", &pod, true),
         (
             "deployment-10-containers",
             "apps",
             "Deployment",
             &deployment10,
+            true,
+        ),
+        (
+            "deployment-10-containers-no-kafka",
+            "apps",
+            "Deployment",
+            &no_kafka,
             true,
         ),
         ("cronjob", "batch", "CronJob", &cronjob, true),
