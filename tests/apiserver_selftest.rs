@@ -86,6 +86,22 @@ where
     (reader, run_reflector(writer, api, config))
 }
 
+/// A reflector over every Secret with default settings, its initial list done and its
+/// watch open.
+async fn synced_secret_reflector(
+    server: &FakeApiServer,
+) -> (Store<Secret>, tokio::task::JoinHandle<()>) {
+    let (store, task) = spawn_reflector(
+        Api::<Secret>::all(server.client()),
+        watcher::Config::default(),
+    );
+    within("initial list", store.wait_until_ready())
+        .await
+        .unwrap();
+    eventually("watch open", || server.open_watches() == 1).await;
+    (store, task)
+}
+
 fn names<K: Resource + Clone + 'static>(store: &Store<K>) -> BTreeSet<String>
 where
     K::DynamicType: Eq + std::hash::Hash + Clone,
@@ -187,14 +203,7 @@ async fn reflector_resumes_after_dropped_watch_without_relisting() {
     let server = FakeApiServer::start().await;
     server.apply("", "v1", "secrets", secret("ns1", "a"));
     server.apply("", "v1", "secrets", secret("ns1", "b"));
-    let (store, task) = spawn_reflector(
-        Api::<Secret>::all(server.client()),
-        watcher::Config::default(),
-    );
-    within("initial list", store.wait_until_ready())
-        .await
-        .unwrap();
-    eventually("watch open", || server.open_watches() == 1).await;
+    let (store, task) = synced_secret_reflector(&server).await;
     let rv_before = server.resource_version();
 
     // Changes race the reconnect: whether they arrive live or replayed from history,
@@ -224,14 +233,7 @@ async fn reflector_relists_after_expired_watch() {
     let server = FakeApiServer::start().await;
     server.apply("", "v1", "secrets", secret("ns1", "a"));
     server.apply("", "v1", "secrets", secret("ns1", "b"));
-    let (store, task) = spawn_reflector(
-        Api::<Secret>::all(server.client()),
-        watcher::Config::default(),
-    );
-    within("initial list", store.wait_until_ready())
-        .await
-        .unwrap();
-    eventually("watch open", || server.open_watches() == 1).await;
+    let (store, task) = synced_secret_reflector(&server).await;
 
     // Outage: connections drop, history is compacted and objects change meanwhile. The resume
     // gets 410 (on the open watch or on the new request), so only a relist can converge.
@@ -286,14 +288,7 @@ async fn reflector_relists_after_expired_watch() {
 async fn bookmarks_advance_the_resume_version() {
     let server = FakeApiServer::start().await;
     server.apply("", "v1", "secrets", secret("ns1", "a"));
-    let (store, task) = spawn_reflector(
-        Api::<Secret>::all(server.client()),
-        watcher::Config::default(),
-    );
-    within("initial list", store.wait_until_ready())
-        .await
-        .unwrap();
-    eventually("watch open", || server.open_watches() == 1).await;
+    let (store, task) = synced_secret_reflector(&server).await;
 
     // A change to another resource moves the global version without a Secret event; only the
     // bookmark can tell the Secret watch about it.
@@ -798,14 +793,7 @@ async fn paths_scopes_and_errors() {
 async fn going_away_refuses_connections_and_coming_back_resumes_the_watch() {
     let server = FakeApiServer::start().await;
     server.apply("", "v1", "secrets", secret("ns1", "a"));
-    let (store, task) = spawn_reflector(
-        Api::<Secret>::all(server.client()),
-        watcher::Config::default(),
-    );
-    within("initial list", store.wait_until_ready())
-        .await
-        .unwrap();
-    eventually("watch open", || server.open_watches() == 1).await;
+    let (store, task) = synced_secret_reflector(&server).await;
 
     server.go_away().await;
     // Nothing listens now: a new connection is refused, not left hanging.

@@ -526,14 +526,7 @@ async fn a_secret_applied_together_with_the_workload_is_waited_for() {
 
 /// Reads `applyguard_inventory_stale` from the server's /metrics.
 async fn stale_metric(server: &common::TestServer) -> String {
-    let text = common::plain_client()
-        .get(format!("http://{}/metrics", server.metrics_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::scrape_metrics(server).await;
     text.lines()
         .find_map(|l| l.strip_prefix("applyguard_inventory_stale "))
         .unwrap_or_else(|| panic!("no applyguard_inventory_stale in:\n{text}"))
@@ -559,6 +552,16 @@ async fn eventually_within(what: &str, limit: Duration, mut condition: impl FnMu
     }
 }
 
+/// Secrets shop/db and shop/old, and a synced inventory with `outage_options`.
+async fn outage_started(api: &FakeApiServer) -> Arc<ClusterInventory> {
+    api.apply("", "v1", "secrets", secret("shop", "db", &["password"]));
+    api.apply("", "v1", "secrets", secret("shop", "old", &["token"]));
+    let inventory = Arc::new(ClusterInventory::connect(api.config(), outage_options()).unwrap());
+    let inv = inventory.clone();
+    eventually("sync", || inv.readiness() == Readiness::Ready).await;
+    inventory
+}
+
 fn list_requests(api: &FakeApiServer, path: &str) -> usize {
     let prefix = format!("GET {path}");
     api.requests()
@@ -570,11 +573,8 @@ fn list_requests(api: &FakeApiServer, path: &str) -> usize {
 #[tokio::test]
 async fn the_api_server_going_away_and_coming_back() {
     let api = FakeApiServer::start().await;
-    api.apply("", "v1", "secrets", secret("shop", "db", &["password"]));
-    api.apply("", "v1", "secrets", secret("shop", "old", &["token"]));
-    let inventory = Arc::new(ClusterInventory::connect(api.config(), outage_options()).unwrap());
+    let inventory = outage_started(&api).await;
     let inv = inventory.clone();
-    eventually("sync", || inv.readiness() == Readiness::Ready).await;
     let server = start_with(None, Limits::default(), inventory.clone()).await;
     let engine = Engine::with_inventory(Policy::default(), inventory.clone()).unwrap();
     assert!(decide(&engine, &pod_referencing("db", "password")).allowed());
@@ -632,11 +632,8 @@ async fn the_api_server_going_away_and_coming_back() {
 #[tokio::test]
 async fn an_outage_longer_than_the_watch_history_relists_on_return() {
     let api = FakeApiServer::start().await;
-    api.apply("", "v1", "secrets", secret("shop", "db", &["password"]));
-    api.apply("", "v1", "secrets", secret("shop", "old", &["token"]));
-    let inventory = Arc::new(ClusterInventory::connect(api.config(), outage_options()).unwrap());
+    let inventory = outage_started(&api).await;
     let inv = inventory.clone();
-    eventually("sync", || inv.readiness() == Readiness::Ready).await;
 
     api.go_away().await;
     api.delete("", "v1", "secrets", Some("shop"), "old");

@@ -12,17 +12,6 @@ use applyguard::certs::{CertRequest, generate};
 use applyguard::server::Limits;
 use common::{Http, client, client_tls, fixture, start};
 
-async fn scrape(server: &common::TestServer) -> String {
-    common::plain_client()
-        .get(format!("http://{}/metrics", server.metrics_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 fn value(metrics: &str, series: &str) -> f64 {
     metrics
         .lines()
@@ -51,7 +40,7 @@ async fn metrics_count_real_requests_with_bounded_labels() {
             .await
             .unwrap();
     }
-    let m = scrape(&server).await;
+    let m = common::scrape_metrics(&server).await;
     assert_eq!(
         value(
             &m,
@@ -129,7 +118,7 @@ async fn alert_rules_use_only_emitted_metrics() {
             .await
             .unwrap();
     }
-    let m = scrape(&server).await;
+    let m = common::scrape_metrics(&server).await;
     let emitted: BTreeSet<String> = m
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -216,7 +205,7 @@ async fn certificate_rotation_under_load_fails_no_request() {
         serial_before,
         "a mismatched pair was served"
     );
-    let m = scrape(&server).await;
+    let m = common::scrape_metrics(&server).await;
     assert!(
         value(
             &m,
@@ -242,7 +231,7 @@ async fn certificate_rotation_under_load_fails_no_request() {
         "requests failed during rotation"
     );
     assert!(done.load(Ordering::SeqCst) > 10);
-    let m = scrape(&server).await;
+    let m = common::scrape_metrics(&server).await;
     assert!(
         value(
             &m,
@@ -297,7 +286,7 @@ async fn policy_reload_good_and_bad() {
     std::fs::write(&config, "mode: warn\nrules:\n  no-such-rule: {}\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let m = scrape(&server).await;
+        let m = common::scrape_metrics(&server).await;
         if value(&m, "applyguard_config_reload_total{result=\"error\"}") >= 1.0 {
             assert!(value(&m, "applyguard_config_reload_total{result=\"success\"}") >= 1.0);
             break;

@@ -410,26 +410,10 @@ async fn run_watch<K, S>(
                 });
             }
             Ok(watcher::Event::Apply(object)) => {
-                let (namespace, name, rv) = identity(&object);
-                match versions.apply(namespace, name, rv) {
-                    Verdict::Apply => {
-                        sink.put(&mut write(&shared.catalog), &object);
-                        shared.bump();
-                    }
-                    verdict => ignored(&resource, "ADDED/MODIFIED", &object, verdict),
-                }
-                shared.update(&resource, |w| w.recovered(&resource));
+                live_event(&shared, &resource, &sink, &mut versions, &object, false)
             }
             Ok(watcher::Event::Delete(object)) => {
-                let (namespace, name, rv) = identity(&object);
-                match versions.delete(namespace, name, rv) {
-                    Verdict::Apply => {
-                        sink.remove(&mut write(&shared.catalog), &object);
-                        shared.bump();
-                    }
-                    verdict => ignored(&resource, "DELETED", &object, verdict),
-                }
-                shared.update(&resource, |w| w.recovered(&resource));
+                live_event(&shared, &resource, &sink, &mut versions, &object, true)
             }
             Err(err) => {
                 tracing::warn!(resource = %resource, error = %err, "watch failed; retrying with backoff (the cache keeps its last state)");
@@ -447,6 +431,38 @@ async fn run_watch<K, S>(
             }
         }
     }
+}
+
+/// One ADDED/MODIFIED (`deleted` false) or DELETED event from the watch: applied to the
+/// catalog unless it is not newer than what the catalog holds for that object.
+fn live_event<K: Resource, S: Sink<K>>(
+    shared: &Shared,
+    resource: &str,
+    sink: &S,
+    versions: &mut Versions,
+    object: &K,
+    deleted: bool,
+) {
+    let (namespace, name, rv) = identity(object);
+    let verdict = if deleted {
+        versions.delete(namespace, name, rv)
+    } else {
+        versions.apply(namespace, name, rv)
+    };
+    if verdict == Verdict::Apply {
+        let mut catalog = write(&shared.catalog);
+        if deleted {
+            sink.remove(&mut catalog, object);
+        } else {
+            sink.put(&mut catalog, object);
+        }
+        drop(catalog);
+        shared.bump();
+    } else {
+        let event = if deleted { "DELETED" } else { "ADDED/MODIFIED" };
+        ignored(resource, event, object, verdict);
+    }
+    shared.update(resource, |w| w.recovered(resource));
 }
 
 /// Namespace, name and comparable resourceVersion of a watched object.

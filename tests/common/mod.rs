@@ -170,6 +170,18 @@ pub fn plain_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// The server's Prometheus text from its plain-HTTP operations port.
+pub async fn scrape_metrics(server: &TestServer) -> String {
+    plain_client()
+        .get(format!("http://{}/metrics", server.metrics_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Starts `applyguard serve` (the binary) on an ephemeral port with JSON logs and returns it with
 /// the address it logged. Unless `args` name one, the metrics port is ephemeral too: tests run
 /// in parallel.
