@@ -131,11 +131,13 @@ const REFERENCE_PATTERN: &str = r"^((?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a
 const NAME_TOTAL_LENGTH_MAX: usize = 255;
 const DOCKER_HUB: &str = "docker.io";
 
-fn reference_regex() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    // A constant pattern: `reference_pattern_compiles` below proves it builds, so this cannot fail
-    // at run time.
-    RE.get_or_init(|| Regex::new(REFERENCE_PATTERN).expect("REFERENCE_PATTERN is a valid regex"))
+/// The compiled grammar. The pattern is a constant that `reference_pattern_compiles` proves
+/// builds; were it ever not to, every image would be reported invalid rather than the process
+/// panicking.
+fn reference_regex() -> Option<&'static Regex> {
+    static RE: OnceLock<Option<Regex>> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(REFERENCE_PATTERN).ok())
+        .as_ref()
 }
 
 /// Parses an image reference exactly as `oci_spec::distribution::Reference::from_str` does (same
@@ -145,7 +147,7 @@ fn parse_reference(image: &str) -> Result<Reference, ParseError> {
         return Err(ParseError::NameEmpty);
     }
     let captures = reference_regex()
-        .captures(image)
+        .and_then(|re| re.captures(image))
         .ok_or(ParseError::ReferenceInvalidFormat)?;
     let name = captures.get(1).map_or("", |m| m.as_str());
     let tag = captures.get(2).map(|m| m.as_str().to_string());
@@ -465,6 +467,7 @@ mod tests {
     #[test]
     fn reference_pattern_compiles() {
         Regex::new(REFERENCE_PATTERN).unwrap();
+        assert!(reference_regex().is_some());
     }
 
     /// What a parse produced, in a form both parsers' results can be compared in.
