@@ -33,6 +33,11 @@ struct ResourceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -60,6 +65,10 @@ pub struct Metrics {
     inventory_objects: Family<ResourceLabels, Gauge>,
     inventory_ready: Gauge,
     inventory_stale: Gauge,
+    events_ignored: Family<ReasonLabels, Counter>,
+    /// Serialises catching the ignored-events counters up, so concurrent scrapes never add
+    /// the same difference twice.
+    events_ignored_sync: std::sync::Mutex<()>,
     certificate_expiry: Gauge<f64, AtomicU64>,
     config_reloads: Family<ResultLabels, Counter>,
     certificate_reloads: Family<ResultLabels, Counter>,
@@ -113,6 +122,12 @@ impl Metrics {
             "1 when the inventory's watches have kept failing long enough that its state may be stale",
             inventory_stale.clone(),
         );
+        let events_ignored = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "applyguard_inventory_watch_events_ignored",
+            "Watch events the inventory dropped as not newer than its state, by reason (repeat, out_of_order)",
+            events_ignored.clone(),
+        );
         let certificate_expiry = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "applyguard_tls_certificate_expiry_timestamp_seconds",
@@ -144,6 +159,8 @@ impl Metrics {
             inventory_objects,
             inventory_ready,
             inventory_stale,
+            events_ignored,
+            events_ignored_sync: std::sync::Mutex::new(()),
             certificate_expiry,
             config_reloads,
             certificate_reloads,
@@ -202,6 +219,19 @@ impl Metrics {
             .set(i64::from(inventory.readiness() == Readiness::Ready));
         self.inventory_stale
             .set(i64::from(inventory.stale().is_some()));
+        // The inventory keeps the totals; the counters catch up to them (never backwards).
+        let (repeats, out_of_order) = inventory.ignored_events();
+        let _sync = self
+            .events_ignored_sync
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (reason, total) in [("repeat", repeats), ("out_of_order", out_of_order)] {
+            let counter = self.events_ignored.get_or_create(&ReasonLabels { reason });
+            let seen = counter.get();
+            if total > seen {
+                counter.inc_by(total - seen);
+            }
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

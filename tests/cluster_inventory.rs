@@ -780,6 +780,18 @@ async fn duplicated_and_out_of_order_watch_events_never_undo_newer_state() {
     assert!(inventory.secret("shop", "never-seen").is_none());
     assert!(inventory.secret("shop", "orphan").is_some());
 
+    // Every dropped event is counted, by reason, and exported as a counter: the older
+    // MODIFIED twice, the late DELETED, the late ADDED (out of order); the repeated ADDED and
+    // the repeated DELETED (repeats).
+    assert_eq!(inventory.ignored_events(), (2, 4));
+    let text = applyguard::metrics::Metrics::new().render(&*inventory);
+    for line in [
+        "applyguard_inventory_watch_events_ignored_total{reason=\"repeat\"} 2",
+        "applyguard_inventory_watch_events_ignored_total{reason=\"out_of_order\"} 4",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    }
+
     // Normal traffic still flows: a real update of db applies.
     api.apply("", "v1", "secrets", secret("shop", "db", &["token"]));
     let inv = inventory.clone();

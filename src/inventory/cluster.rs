@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -205,6 +206,9 @@ struct Shared {
     /// Has the first discovery pass for producer CRDs completed?
     discovered: Mutex<bool>,
     producer_tasks: Mutex<HashMap<ProducerKind, (String, JoinHandle<()>)>>,
+    /// Watch events dropped as repeats, and as older than the cached state.
+    repeated_events: AtomicU64,
+    out_of_order_events: AtomicU64,
 }
 
 impl Default for Shared {
@@ -217,6 +221,8 @@ impl Default for Shared {
             watches: Mutex::default(),
             discovered: Mutex::default(),
             producer_tasks: Mutex::default(),
+            repeated_events: AtomicU64::new(0),
+            out_of_order_events: AtomicU64::new(0),
         }
     }
 }
@@ -459,6 +465,12 @@ fn live_event<K: Resource, S: Sink<K>>(
         drop(catalog);
         shared.bump();
     } else {
+        let counter = if verdict == Verdict::OutOfOrder {
+            &shared.out_of_order_events
+        } else {
+            &shared.repeated_events
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         let event = if deleted { "DELETED" } else { "ADDED/MODIFIED" };
         ignored(resource, event, object, verdict);
     }
@@ -794,5 +806,11 @@ impl Inventory for ClusterInventory {
     }
     fn counts(&self) -> BTreeMap<&'static str, usize> {
         read(&self.shared.catalog).counts()
+    }
+    fn ignored_events(&self) -> (u64, u64) {
+        (
+            self.shared.repeated_events.load(Ordering::Relaxed),
+            self.shared.out_of_order_events.load(Ordering::Relaxed),
+        )
     }
 }

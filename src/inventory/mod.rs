@@ -57,6 +57,11 @@ pub trait Inventory: Send + Sync {
     fn counts(&self) -> BTreeMap<&'static str, usize> {
         BTreeMap::new()
     }
+    /// Watch events dropped because they were not newer than the cached state, since start:
+    /// (repeats, out of order). Static inventories have none.
+    fn ignored_events(&self) -> (u64, u64) {
+        (0, 0)
+    }
     /// A receiver that changes whenever the inventory does, for inventories that change
     /// (the cluster watch); `None` for static ones.
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
