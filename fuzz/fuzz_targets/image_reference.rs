@@ -1,10 +1,11 @@
 //! Image reference classification: the distribution reference grammar plus the placeholder,
-//! reserved-host, deny-glob and allow-prefix checks, on any string.
+//! reserved-host, deny-glob and allow-prefix checks, on any string; and our reference parse
+//! against oci-spec's, which it copies except for ASCII-only tags.
 #![no_main]
 
 use std::sync::LazyLock;
 
-use applyguard::rules::{ImageVerdict, classify_image};
+use applyguard::rules::{ImageVerdict, classify_image, parse_reference};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use libfuzzer_sys::fuzz_target;
 
@@ -20,6 +21,20 @@ fuzz_target!(|data: &[u8]| {
     let Ok(image) = std::str::from_utf8(data) else {
         return;
     };
+    // Differential: on ASCII input our parse must be oci-spec's, field for field.
+    if image.is_ascii() {
+        let ours = parse_reference(image);
+        let theirs = image.parse::<oci_spec::distribution::Reference>();
+        match (&ours, &theirs) {
+            (Ok(a), Ok(b)) => assert_eq!(
+                (a.registry(), a.repository(), a.tag(), a.digest(), a.whole()),
+                (b.registry(), b.repository(), b.tag(), b.digest(), b.whole()),
+                "{image:?}"
+            ),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{image:?}"),
+            _ => panic!("{image:?}: ours {ours:?}, oci-spec {theirs:?}"),
+        }
+    }
     let plain = classify_image(image, &GlobSet::empty(), &[]);
     assert_ne!(plain, ImageVerdict::OutsideAllowed);
     if image.trim().is_empty() {

@@ -5,7 +5,7 @@ mod plaintext_kafka;
 mod root_container;
 mod secret_ref;
 
-pub use placeholder_image::{ImageVerdict, PlaceholderImage, classify_image};
+pub use placeholder_image::{ImageVerdict, PlaceholderImage, classify_image, parse_reference};
 pub use plaintext_kafka::PlaintextKafka;
 pub use root_container::RootContainer;
 pub use secret_ref::SecretReferences;

@@ -142,7 +142,7 @@ fn reference_regex() -> Option<&'static Regex> {
 
 /// Parses an image reference exactly as `oci_spec::distribution::Reference::from_str` does (same
 /// errors, same defaulting), except that a non-ASCII tag is `ReferenceInvalidFormat`.
-fn parse_reference(image: &str) -> Result<Reference, ParseError> {
+pub fn parse_reference(image: &str) -> Result<Reference, ParseError> {
     if image.is_empty() {
         return Err(ParseError::NameEmpty);
     }
