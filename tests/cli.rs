@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use applyguard::certs::CertOutput;
 use applyguard::server::Limits;
 use common::{Http, client, client_tls, fixture, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -293,6 +294,19 @@ fn spawn_serve(dir: &Path, args: &[&str]) -> (std::process::Child, std::net::Soc
     common::spawn_serve(dir, &all)
 }
 
+/// `spawn_serve` with the test certificates as `--tls-cert`/`--tls-key`, then `extra`.
+fn spawn_serve_tls(
+    dir: &Path,
+    certs: &CertOutput,
+    extra: &[&str],
+) -> (std::process::Child, std::net::SocketAddr) {
+    let cert = certs.tls_cert.display().to_string();
+    let key = certs.tls_key.display().to_string();
+    let mut args = vec!["--tls-cert", &cert, "--tls-key", &key];
+    args.extend_from_slice(extra);
+    spawn_serve(dir, &args)
+}
+
 #[tokio::test]
 async fn dev_mode_creates_then_reuses_certificates() {
     let dir = tempfile::tempdir().unwrap();
@@ -320,15 +334,7 @@ async fn dev_mode_creates_then_reuses_certificates() {
 async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let certs = common::certs(dir.path());
-    let (child, addr) = spawn_serve(
-        dir.path(),
-        &[
-            "--tls-cert",
-            &certs.tls_cert.display().to_string(),
-            "--tls-key",
-            &certs.tls_key.display().to_string(),
-        ],
-    );
+    let (child, addr) = spawn_serve_tls(dir.path(), &certs, &[]);
     // Start a request and send only half its body.
     let body = fixture("admission/deployment-create-denied.json");
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_tls(
@@ -430,30 +436,19 @@ fn review_with_inventory_resolves_secrets() {
 async fn serve_with_inventory_allows_and_denies_deployments_over_https() {
     let dir = tempfile::tempdir().unwrap();
     let certs = common::certs(dir.path());
-    let (child, addr) = spawn_serve(
-        dir.path(),
-        &[
-            "--tls-cert",
-            &certs.tls_cert.display().to_string(),
-            "--tls-key",
-            &certs.tls_key.display().to_string(),
-        ],
-    );
+    let (child, addr) = spawn_serve_tls(dir.path(), &certs, &[]);
     let _child = Guard(child);
     for (name, allowed) in [
         ("deployment-secrets-allowed", true),
         ("deployment-secrets-denied", false),
     ] {
         for http in [Http::One, Http::Two] {
-            let body = client(&certs.ca_cert, http)
-                .post(format!("https://localhost:{}/validate", addr.port()))
-                .body(fixture(&format!("admission/{name}.json")))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let body = common::post_text(
+                &client(&certs.ca_cert, http),
+                format!("https://localhost:{}/validate", addr.port()),
+                fixture(&format!("admission/{name}.json")),
+            )
+            .await;
             let response: serde_json::Value = serde_json::from_str(&body).unwrap();
             assert_eq!(response["response"]["allowed"], allowed, "{name}: {body}");
             // Identical to the offline answer.
@@ -484,17 +479,7 @@ impl Drop for Guard {
 async fn during_the_shutdown_delay_readyz_fails_and_validate_still_answers() {
     let dir = tempfile::tempdir().unwrap();
     let certs = common::certs(dir.path());
-    let (child, addr) = spawn_serve(
-        dir.path(),
-        &[
-            "--tls-cert",
-            &certs.tls_cert.display().to_string(),
-            "--tls-key",
-            &certs.tls_key.display().to_string(),
-            "--shutdown-delay",
-            "2",
-        ],
-    );
+    let (child, addr) = spawn_serve_tls(dir.path(), &certs, &["--shutdown-delay", "2"]);
     let c = client(&certs.ca_cert, Http::One);
     let url = |path: &str| format!("https://localhost:{}{path}", addr.port());
     assert_eq!(
@@ -545,13 +530,10 @@ async fn sighup_reloads_the_policy() {
     let certs = common::certs(dir.path());
     let config = dir.path().join("policy.yaml");
     std::fs::write(&config, "mode: enforce\n").unwrap();
-    let (child, addr) = spawn_serve(
+    let (child, addr) = spawn_serve_tls(
         dir.path(),
+        &certs,
         &[
-            "--tls-cert",
-            &certs.tls_cert.display().to_string(),
-            "--tls-key",
-            &certs.tls_key.display().to_string(),
             "--config",
             &config.display().to_string(),
             "--reload-interval",
@@ -563,15 +545,13 @@ async fn sighup_reloads_the_policy() {
     let _child = Guard(child);
     let c = client(&certs.ca_cert, Http::One);
     let allowed = || async {
-        c.post(format!("https://localhost:{}/validate", addr.port()))
-            .body(fixture("admission/deployment-create-denied.json"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .contains("\"allowed\":true")
+        common::post_text(
+            &c,
+            format!("https://localhost:{}/validate", addr.port()),
+            fixture("admission/deployment-create-denied.json"),
+        )
+        .await
+        .contains("\"allowed\":true")
     };
     assert!(!allowed().await);
     std::fs::write(&config, "mode: warn\n").unwrap();

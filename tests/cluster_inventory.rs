@@ -451,15 +451,12 @@ async fn admission_requests_make_no_api_calls() {
     api.clear_requests();
     let c = client(&server.certs.ca_cert, Http::Two);
     for _ in 0..50 {
-        let body = c
-            .post(server.url("/validate"))
-            .body(fixture("admission/deployment-secrets-denied.json"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = common::post_text(
+            &c,
+            server.url("/validate"),
+            fixture("admission/deployment-secrets-denied.json"),
+        )
+        .await;
         assert!(body.contains("\"allowed\":false"));
     }
     assert_eq!(
@@ -498,27 +495,11 @@ async fn a_secret_applied_together_with_the_workload_is_waited_for() {
             secret("shop", "just-applied", &["token"]),
         );
     });
-    let body = c
-        .post(server.url("/validate"))
-        .body(review_for("just-applied"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = common::post_text(&c, server.url("/validate"), review_for("just-applied")).await;
     assert!(body.contains("\"allowed\":true"), "{body}");
     // A Secret that never comes is still denied, after the bounded wait.
     let t = Instant::now();
-    let body = c
-        .post(server.url("/validate"))
-        .body(review_for("never-applied"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = common::post_text(&c, server.url("/validate"), review_for("never-applied")).await;
     assert!(body.contains("\"allowed\":false"), "{body}");
     assert!(t.elapsed() < Duration::from_secs(5));
     server.stop().await;

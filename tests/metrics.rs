@@ -264,15 +264,12 @@ async fn policy_reload_good_and_bad() {
     let config = server.dir.path().join("config.yaml");
     let c = client(&server.certs.ca_cert, Http::One);
     let allowed = || async {
-        let body = c
-            .post(server.url("/validate"))
-            .body(fixture("admission/deployment-create-denied.json"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = common::post_text(
+            &c,
+            server.url("/validate"),
+            fixture("admission/deployment-create-denied.json"),
+        )
+        .await;
         body.contains("\"allowed\":true")
     };
     assert!(!allowed().await);

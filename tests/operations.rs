@@ -249,15 +249,12 @@ async fn exemptions_and_labels_reach_kubectl_as_warnings_and_audit_annotations()
     )
     .await;
     // The fixture's user is in group team-shop: every violation is exempt, and says so.
-    let body = client(&server.certs.ca_cert, Http::Two)
-        .post(server.url("/validate"))
-        .body(fixture("admission/deployment-create-denied.json"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = common::post_text(
+        &client(&server.certs.ca_cert, Http::Two),
+        server.url("/validate"),
+        fixture("admission/deployment-create-denied.json"),
+    )
+    .await;
     let response: Value = serde_json::from_str::<Value>(&body).unwrap()["response"].clone();
     assert_eq!(response["allowed"], true, "{body}");
     let warnings = response["warnings"].as_array().unwrap();

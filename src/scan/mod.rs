@@ -385,25 +385,20 @@ fn evaluate(engine: &Engine, located: &Located, default_namespace: &str, report:
                 fix: fix.to_string(),
             }
         };
-    for v in &decision.denied_by {
-        report.findings.push(finding(
-            Level::Enforce,
-            v.rule.as_str(),
-            &v.path,
-            &v.value,
-            &v.message,
-            &v.fix,
-        ));
-    }
-    for v in &decision.warnings {
-        report.findings.push(finding(
-            Level::Warn,
-            v.rule.as_str(),
-            &v.path,
-            &v.value,
-            &v.message,
-            &v.fix,
-        ));
+    for (level, violations) in [
+        (Level::Enforce, &decision.denied_by),
+        (Level::Warn, &decision.warnings),
+    ] {
+        for v in violations {
+            report.findings.push(finding(
+                level,
+                v.rule.as_str(),
+                &v.path,
+                &v.value,
+                &v.message,
+                &v.fix,
+            ));
+        }
     }
     for e in &decision.exempted {
         let v = &e.violation;

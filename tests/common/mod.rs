@@ -170,6 +170,23 @@ pub fn plain_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// POSTs `body` to `url` and returns the response text (a transport error fails the test).
+pub async fn post_text(
+    client: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    body: impl Into<reqwest::Body>,
+) -> String {
+    client
+        .post(url)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The server's Prometheus text from its plain-HTTP operations port.
 pub async fn scrape_metrics(server: &TestServer) -> String {
     plain_client()
