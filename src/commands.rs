@@ -271,14 +271,20 @@ pub fn spawn_reloader(
 
 /// `applyguard serve`: runs until SIGTERM or Ctrl-C, then drains.
 pub async fn serve(options: ServeOptions) -> Result<()> {
-    // Check what can be checked without the cluster first: config and certificates.
-    prepare_server(&options, Arc::new(crate::inventory::EmptyInventory))?;
+    // Config and certificates are read and checked before connecting to the cluster, so a bad
+    // file fails start-up at once; the engine is then rebuilt on the real inventory from the
+    // policy already loaded (each file is read once).
+    let prepared = prepare_server(&options, Arc::new(crate::inventory::EmptyInventory))?;
     let inventory = if options.inventory.is_empty() {
         cluster_inventory().await?
     } else {
         manifest_inventory(&options.inventory)?
     };
-    let prepared = prepare_server(&options, inventory)?;
+    let policy = prepared.state.engine.load().policy().clone();
+    prepared
+        .state
+        .engine
+        .store(Arc::new(Engine::with_inventory(policy, inventory)?));
     let metrics_listener = match options.metrics_listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
