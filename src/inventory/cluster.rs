@@ -6,7 +6,10 @@
 //! and key names and skips every value (and every annotation, where `kubectl apply` keeps a
 //! plaintext copy of the Secret): no Secret value is ever held, not even transiently as a Rust
 //! string. ExternalSecret, SealedSecret and Certificate are watched only where discovery shows
-//! their API is served, re-checked periodically so that a CRD installed later is picked up.
+//! their API is served. A metadata-only watch of their CustomResourceDefinitions re-runs
+//! discovery as soon as one is installed, established or removed, so that a CRD applied together
+//! with its objects and the workloads reading them counts within a second; the periodic pass
+//! remains for clusters whose RBAC does not grant that watch.
 //!
 //! Faults: while the API server is unreachable the cache keeps answering from its last state;
 //! a watch failing for `stale_after` makes it stale (failureMode applies); the first successful
@@ -24,9 +27,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use serde::de::{DeserializeOwned, IgnoredAny};
@@ -386,10 +390,14 @@ async fn run_watch<K, S>(
     // The default list semantic (a consistent read, not resourceVersion=0) matters: a relist
     // served from a lagging API server's cache could otherwise take the cache back in time.
     let config = watcher::Config::default().page_size(page_size);
-    let mut stream = watcher(api, config).default_backoff().boxed();
+    let mut stream = watcher(api, config).boxed();
     let mut buffer: Option<Vec<K>> = None;
     let mut versions = Versions::default();
+    let mut backoff = Backoff::default();
     while let Some(event) = stream.next().await {
+        if event.is_ok() {
+            backoff.reset();
+        }
         match event {
             Ok(watcher::Event::Init) => buffer = Some(Vec::new()),
             Ok(watcher::Event::InitApply(object)) => {
@@ -421,8 +429,16 @@ async fn run_watch<K, S>(
             Ok(watcher::Event::Delete(object)) => {
                 live_event(&shared, &resource, &sink, &mut versions, &object, true)
             }
+            Err(err) if is_expired(&err) && backoff.expired_at_once() => {
+                // 410 Gone: our resourceVersion was compacted away (after an API server restart,
+                // or a watch resumed late). The server is answering, so this is no outage:
+                // relist at once. Waiting out a backoff grown during an outage just before
+                // would leave the cache behind, unnoticed, for up to 30 s.
+                tracing::info!(resource = %resource, error = %err, "resourceVersion expired (410 Gone); relisting now");
+            }
             Err(err) => {
-                tracing::warn!(resource = %resource, error = %err, "watch failed; retrying with backoff (the cache keeps its last state)");
+                let delay = backoff.next_delay();
+                tracing::warn!(resource = %resource, error = %err, retry_in_ms = delay.as_millis() as u64, "watch failed; retrying with backoff (the cache keeps its last state)");
                 shared.update(&resource, |w| {
                     let now = Instant::now();
                     let continuing = w.failing_since.is_some()
@@ -434,8 +450,60 @@ async fn run_watch<K, S>(
                     w.last_error_at = Some(now);
                     w.last_error = Some(err.to_string());
                 });
+                tokio::time::sleep(delay).await;
             }
         }
+    }
+}
+
+/// Whether a watch error is 410 Gone (`too old resource version` / `Expired`).
+fn is_expired(err: &watcher::Error) -> bool {
+    match err {
+        watcher::Error::WatchError(status) => status.code == 410,
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code == 410,
+        _ => false,
+    }
+}
+
+/// The watches' retry delay: 0.8 s doubling to 30 s, with jitter, back to the start at the first
+/// event that arrives; 410 Gone retried at once. (kube's default backoff only resets after 120 s without errors, so a 410
+/// right after an outage waited as long as the outage's last retry.)
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+    expired: u32,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(800);
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn reset(&mut self) {
+        self.failures = 0;
+        self.expired = 0;
+    }
+
+    /// A 410 is retried at once, but only twice in a row: a server answering 410 to every
+    /// fresh list as well is retried with backoff like any other error.
+    fn expired_at_once(&mut self) -> bool {
+        self.expired += 1;
+        self.expired <= 2
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let exponential = Self::FIRST
+            .saturating_mul(1 << self.failures.min(6))
+            .min(Self::MAX);
+        self.failures = self.failures.saturating_add(1);
+        // Up to a quarter less, so replicas that lost the API server together do not all
+        // come back in the same instant.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        exponential - exponential.mul_f64(f64::from(nanos % 1000) / 4000.0)
     }
 }
 
@@ -590,6 +658,48 @@ async fn discover(
     Ok(())
 }
 
+/// Wakes discovery whenever the CustomResourceDefinition of a producer kind is added, changed
+/// (it becomes Established, a version is added) or deleted. Metadata only: a CRD's schema can be
+/// megabytes and nothing in it is needed. Without RBAC for the watch (a ClusterRole from before
+/// it was added) discovery keeps its periodic pass and this says so once.
+async fn watch_producer_crds(
+    api: Api<PartialObjectMeta<CustomResourceDefinition>>,
+    rediscover: Arc<tokio::sync::Notify>,
+) {
+    let names: BTreeSet<String> = ProducerKind::ALL
+        .iter()
+        .map(|k| format!("{}.{}", k.resource(), k.group()))
+        .collect();
+    let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+    let mut warned = false;
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Apply(crd) | watcher::Event::Delete(crd)) => {
+                if crd
+                    .metadata
+                    .name
+                    .as_ref()
+                    .is_some_and(|n| names.contains(n))
+                {
+                    rediscover.notify_one();
+                }
+            }
+            Ok(_) => {}
+            Err(err) => {
+                if !warned {
+                    warned = true;
+                    tracing::warn!(
+                        error = %err,
+                        "cannot watch CustomResourceDefinitions (RBAC: list and watch on \
+                         apiextensions.k8s.io customresourcedefinitions); producer CRDs \
+                         installed from now on are noticed by the periodic discovery pass only"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Cluster state from the API server, kept current by watches.
 pub struct ClusterInventory {
     shared: Arc<Shared>,
@@ -654,6 +764,11 @@ impl ClusterInventory {
                 Namespaces,
             )),
         ];
+        let rediscover = Arc::new(tokio::sync::Notify::new());
+        tasks.push(tokio::spawn(watch_producer_crds(
+            Api::all(client.clone()),
+            rediscover.clone(),
+        )));
         let discovery_shared = shared.clone();
         tasks.push(tokio::spawn(async move {
             let mut first = true;
@@ -667,7 +782,10 @@ impl ClusterInventory {
                                 .unwrap_or_else(|p| p.into_inner()) = true;
                         }
                         first = false;
-                        tokio::time::sleep(options.discovery_interval).await;
+                        tokio::select! {
+                            _ = tokio::time::sleep(options.discovery_interval) => {}
+                            _ = rediscover.notified() => {}
+                        }
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "discovery of producer APIs failed; retrying");
