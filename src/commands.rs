@@ -49,6 +49,8 @@ pub struct ServeOptions {
     pub metrics_listen: Option<SocketAddr>,
     /// How often the certificate and policy files are checked for changes.
     pub reload_interval: std::time::Duration,
+    /// How long the watches may keep failing before the cache counts as stale (failureMode).
+    pub stale_after: std::time::Duration,
 }
 
 /// Namespace for manifest objects that name none.
@@ -63,7 +65,7 @@ pub fn manifest_inventory(paths: &[PathBuf]) -> Result<Arc<dyn Inventory>> {
 
 /// Connects to the cluster from in-cluster config or KUBECONFIG and starts the watches. Fails
 /// when there is neither: serve never silently falls back to an empty inventory.
-pub async fn cluster_inventory() -> Result<Arc<dyn Inventory>> {
+pub async fn cluster_inventory(stale_after: std::time::Duration) -> Result<Arc<dyn Inventory>> {
     let config = kube::Config::infer().await.map_err(|err| {
         anyhow::anyhow!(
             "no Kubernetes API configuration: not running in a cluster and no usable kubeconfig ({err}); \
@@ -71,9 +73,59 @@ pub async fn cluster_inventory() -> Result<Arc<dyn Inventory>> {
         )
     })?;
     tracing::info!(server = %config.cluster_url, "watching the cluster for the inventory");
-    let inventory = ClusterInventory::connect(config, ClusterOptions::default())
-        .context("cannot build a Kubernetes client")?;
+    let version_client =
+        kube::Client::try_from(config.clone()).context("cannot build a Kubernetes client")?;
+    tokio::spawn(async move {
+        // Not fatal: an API server that is down now is the watches' business, not start-up's.
+        match version_client.apiserver_version().await {
+            Ok(info) => check_server_version(&info.git_version, &info.minor),
+            Err(err) => tracing::info!(error = %err, "could not read the API server's version"),
+        }
+    });
+    let options = ClusterOptions {
+        stale_after,
+        ..ClusterOptions::default()
+    };
+    let inventory =
+        ClusterInventory::connect(config, options).context("cannot build a Kubernetes client")?;
     Ok(Arc::new(inventory))
+}
+
+/// The oldest Kubernetes version the e2e suite runs against (tests/e2e; README, "Supported
+/// Kubernetes versions").
+pub const OLDEST_TESTED_MINOR: u32 = 20;
+
+/// Says at start what an older API server means for this webhook, and what applyguard does
+/// about it. `minor` is the API server's (`"20"`, or `"20+"` on some distributions).
+pub fn check_server_version(git_version: &str, minor: &str) {
+    let Ok(minor) = minor.trim_end_matches('+').parse::<u32>() else {
+        tracing::info!(
+            version = git_version,
+            "API server version not understood; not checked"
+        );
+        return;
+    };
+    if minor < OLDEST_TESTED_MINOR {
+        tracing::warn!(
+            version = git_version,
+            "API server older than 1.{OLDEST_TESTED_MINOR}, the oldest applyguard is tested against: \
+             untested and unsupported"
+        );
+    }
+    if minor < 21 {
+        tracing::warn!(
+            version = git_version,
+            "API server older than 1.21: its namespaces carry no kubernetes.io/metadata.name label, \
+             so the webhook's namespaceSelector (kubernetes.io/metadata.name NotIn kube-system, \
+             kube-node-lease, applyguard) selects every namespace. While applyguard answers it \
+             exempts exemptions.systemNamespaces itself; so that kube-system is not blocked when it \
+             cannot answer (failurePolicy Fail), label each of those namespaces with its name: \
+             kubectl label namespace kube-system kubernetes.io/metadata.name=kube-system \
+             (and the same for kube-node-lease and applyguard)"
+        );
+    } else {
+        tracing::info!(version = git_version, "API server version");
+    }
 }
 
 /// Loads the policy file, or the default policy when none is given.
@@ -276,7 +328,7 @@ pub async fn serve(options: ServeOptions) -> Result<()> {
     // policy already loaded (each file is read once).
     let prepared = prepare_server(&options, Arc::new(crate::inventory::EmptyInventory))?;
     let inventory = if options.inventory.is_empty() {
-        cluster_inventory().await?
+        cluster_inventory(options.stale_after).await?
     } else {
         manifest_inventory(&options.inventory)?
     };

@@ -79,6 +79,7 @@ pub fn modes(
 pub struct Matchers {
     enabled: bool,
     annotations: bool,
+    system_namespaces: Vec<(String, GlobMatcher)>,
     namespaces: Vec<(String, GlobMatcher)>,
     usernames: Vec<(String, GlobMatcher)>,
     groups: Vec<(String, GlobMatcher)>,
@@ -117,6 +118,7 @@ impl Matchers {
         Matchers {
             enabled: config.enabled,
             annotations: config.annotations,
+            system_namespaces: compile(&config.system_namespaces),
             namespaces: compile(&config.namespaces),
             usernames: compile(&config.usernames),
             groups: compile(&config.groups),
@@ -127,6 +129,18 @@ impl Matchers {
     pub fn evaluate(&self, namespace: &str, caller: &Caller<'_>) -> Exemption {
         let mut out = Exemption::default();
         let requested = caller.annotations.and_then(|a| a.get(EXEMPT_ANNOTATION));
+        let first = |list: &[(String, GlobMatcher)], value: &str| {
+            list.iter()
+                .find(|(_, m)| m.is_match(value))
+                .map(|(p, _)| p.clone())
+        };
+        // Before `enabled`: a strict policy must still never block the control plane.
+        if let Some(p) = first(&self.system_namespaces, namespace) {
+            out.all = Some(format!(
+                "namespace {namespace} is a system namespace (exemptions.systemNamespaces: {p})"
+            ));
+            return out;
+        }
         if !self.enabled {
             if requested.is_some() {
                 out.notes.push(format!(
@@ -135,11 +149,6 @@ impl Matchers {
             }
             return out;
         }
-        let first = |list: &[(String, GlobMatcher)], value: &str| {
-            list.iter()
-                .find(|(_, m)| m.is_match(value))
-                .map(|(p, _)| p.clone())
-        };
         if let Some(p) = first(&self.namespaces, namespace) {
             out.all = Some(format!(
                 "namespace {namespace} is exempt (exemptions.namespaces: {p})"
@@ -317,6 +326,30 @@ mod tests {
             ..Caller::default()
         };
         assert!(m.evaluate("shop", &other_sa).all.is_none());
+    }
+
+    #[test]
+    fn system_namespaces_are_exempt_by_default_even_when_exemptions_are_off() {
+        let none = Caller::default();
+        for enabled in [true, false] {
+            let m = Matchers::new(&Exemptions {
+                enabled,
+                ..Exemptions::default()
+            });
+            for ns in ["kube-system", "kube-node-lease", "applyguard"] {
+                assert_eq!(
+                    m.evaluate(ns, &none).all.as_deref(),
+                    Some(format!("namespace {ns} is a system namespace (exemptions.systemNamespaces: {ns})").as_str()),
+                );
+            }
+            assert!(m.evaluate("kube-public", &none).all.is_none());
+        }
+        // `[]` evaluates them like any other namespace.
+        let m = Matchers::new(&Exemptions {
+            system_namespaces: vec![],
+            ..Exemptions::default()
+        });
+        assert!(m.evaluate("kube-system", &none).all.is_none());
     }
 
     #[test]

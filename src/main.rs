@@ -73,6 +73,10 @@ enum Command {
         /// reloads the policy at once).
         #[arg(long, default_value_t = 10)]
         reload_interval: u64,
+        /// Seconds the cluster watches may keep failing before the cache counts as stale and
+        /// failureMode decides secret-ref.
+        #[arg(long, default_value_t = 300)]
+        stale_after: u64,
     },
     /// Answer one AdmissionReview (file or - for stdin) offline, exactly as serve would.
     Review {
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
             inventory,
             metrics_listen,
             reload_interval,
+            stale_after,
         } => {
             logging::init(log_format);
             let tls = match (tls_cert, tls_key, dev) {
@@ -173,6 +178,7 @@ fn main() -> ExitCode {
                 inventory,
                 metrics_listen,
                 reload_interval: Duration::from_secs(reload_interval.max(1)),
+                stale_after: Duration::from_secs(stale_after.max(1)),
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

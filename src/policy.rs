@@ -96,9 +96,15 @@ pub struct Policy {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Exemptions {
-    /// `false` turns every exemption off (strict clusters).
+    /// `false` turns every exemption off (strict clusters), except `systemNamespaces`.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// The control plane's namespaces and applyguard's own: the webhook's namespaceSelector
+    /// keeps them out, but on API servers before 1.21 that selector cannot (namespaces have no
+    /// `kubernetes.io/metadata.name` label there), so applyguard exempts them itself. `[]`
+    /// evaluates them like any other namespace.
+    #[serde(default = "system_namespaces")]
+    pub system_namespaces: Vec<String>,
     /// Namespace names or globs (`team-*`).
     #[serde(default)]
     pub namespaces: Vec<String>,
@@ -120,10 +126,18 @@ fn yes() -> bool {
     true
 }
 
+/// The namespaces deploy/base's namespaceSelector excludes.
+pub fn system_namespaces() -> Vec<String> {
+    ["kube-system", "kube-node-lease", "applyguard"]
+        .map(String::from)
+        .to_vec()
+}
+
 impl Default for Exemptions {
     fn default() -> Self {
         Exemptions {
             enabled: true,
+            system_namespaces: system_namespaces(),
             namespaces: Vec::new(),
             usernames: Vec::new(),
             groups: Vec::new(),
@@ -221,6 +235,7 @@ impl Policy {
     fn validate(&self) -> Result<(), String> {
         let e = &self.exemptions;
         for (key, list) in [
+            ("systemNamespaces", &e.system_namespaces),
             ("namespaces", &e.namespaces),
             ("usernames", &e.usernames),
             ("groups", &e.groups),

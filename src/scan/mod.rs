@@ -250,9 +250,12 @@ fn read_inputs(
 /// manifests are in the report.
 pub fn scan(
     options: &ScanOptions,
-    policy: Policy,
+    mut policy: Policy,
     stdin: &mut dyn Read,
 ) -> Result<Report, ScanError> {
+    // systemNamespaces stands in for the webhook's namespaceSelector, which keeps those
+    // namespaces away from admission; manifests for them are scanned like any others.
+    policy.exemptions.system_namespaces.clear();
     if options.paths.is_empty() {
         return Err(ScanError::NoInput);
     }
