@@ -17,10 +17,16 @@ use crate::engine::{Decision, Engine, Request};
 use crate::exemptions::Caller;
 use crate::rules::Violation;
 
-/// kube-apiserver asks for warnings of at most 120 characters...
-pub const WARNING_MAX_LEN: usize = 120;
-/// ...and truncates every warning once a response's warnings exceed 4096 characters in total.
-pub const WARNINGS_TOTAL_BUDGET: usize = 4096;
+/// kube-apiserver keeps every warning of a response whole while they total at most 4096 runes;
+/// past that it cuts each to 256 runes and drops the rest once 4096 are written
+/// (k8s.io/apiserver `endpoints/filters/warning.go`, KEP-1693)...
+pub const APISERVER_WARNINGS_RUNES: usize = 4096;
+pub const APISERVER_WARNING_ITEM_RUNES: usize = 256;
+/// ...so applyguard stays below the total, leaving room for other admission plugins' and the
+/// API server's own warnings (deprecations) in the same response, and so never triggers that cut.
+pub const WARNINGS_TOTAL_BUDGET: usize = APISERVER_WARNINGS_RUNES - 512;
+/// When all of them would not fit whole, each is cut to this (on a word boundary) to show more.
+pub const WARNING_SHORT_RUNES: usize = APISERVER_WARNING_ITEM_RUNES;
 
 /// Why a request body is not a usable AdmissionReview (answered with HTTP 400).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -326,22 +332,40 @@ fn truncate(text: String, max: usize) -> String {
     format!("{}{ellipsis}", &text[..end])
 }
 
-/// One warning per violation, each one line starting with the rule id and within 120 bytes;
-/// when they would not fit kube-apiserver's budget, the last one says how many were left out.
+fn runes(text: &str) -> usize {
+    text.chars().count()
+}
+
+/// Cuts `text` to at most `max` runes, at the last space if there is one in the final quarter
+/// (a word cut in half reads as a different word), marking the cut with "...".
+fn shorten(text: &str, max: usize) -> String {
+    if runes(text) <= max {
+        return text.to_string();
+    }
+    let keep: String = text.chars().take(max - 3).collect();
+    let cut = match keep.rfind(' ') {
+        Some(space) if runes(&keep[..space]) >= max * 3 / 4 => &keep[..space],
+        _ => keep.as_str(),
+    };
+    format!("{}...", cut.trim_end_matches([' ', ',', ';', ':']))
+}
+
+/// One warning per violation, each one line starting with the rule id and carrying what the
+/// denial says (message, value, fix), kept whole when they all fit the API server's budget. When they do not, each is shortened to
+/// 256 runes on a word boundary, and the last one says how many were left out.
 pub fn warnings(decision: &Decision) -> Vec<String> {
-    // Room for the "N more" line, so it always fits.
-    let budget = WARNINGS_TOTAL_BUDGET - WARNING_MAX_LEN;
-    let mut out = Vec::new();
-    let mut used = 0;
     let lines: Vec<String> = decision
         .warnings
         .iter()
-        .map(|v| format!("{} {}: {}", v.rule, v.path, v.message))
+        .map(|v| format!("{} {}: {}", v.rule, v.path, v.detail()))
         .chain(decision.exempted.iter().map(|e| {
             let v = &e.violation;
             format!(
                 "{} {}: exempt ({}): {}",
-                v.rule, v.path, e.exemption, v.message
+                v.rule,
+                v.path,
+                e.exemption,
+                v.detail()
             )
         }))
         .chain(
@@ -356,18 +380,26 @@ pub fn warnings(decision: &Decision) -> Vec<String> {
                 .iter()
                 .map(|n| format!("applyguard: {n}")),
         )
+        .map(|line| one_line(&line))
         .collect();
+    if lines.iter().map(|l| runes(l)).sum::<usize>() <= WARNINGS_TOTAL_BUDGET {
+        return lines;
+    }
+    // Room for the "N more" line, so it always fits.
+    let budget = WARNINGS_TOTAL_BUDGET - WARNING_SHORT_RUNES;
     let total = lines.len();
+    let mut out = Vec::new();
+    let mut used = 0;
     for (i, line) in lines.into_iter().enumerate() {
-        let line = truncate(one_line(&line), WARNING_MAX_LEN);
-        if used + line.len() > budget {
-            let left = total - i;
+        let line = shorten(&line, WARNING_SHORT_RUNES);
+        if used + runes(&line) > budget {
             out.push(format!(
-                "applyguard: {left} more warning(s) not shown; see the audit log or run applyguard review"
+                "applyguard: {} more warning(s) not shown; see the audit log or run applyguard review",
+                total - i
             ));
             return out;
         }
-        used += line.len();
+        used += runes(&line);
         out.push(line);
     }
     out
@@ -428,8 +460,9 @@ mod tests {
     }
 
     #[test]
-    fn warnings_are_single_lines_within_limits() {
-        let list: Vec<_> = (0..3).map(violation).collect();
+    fn warnings_are_single_whole_lines_while_they_fit() {
+        let mut list: Vec<_> = (0..3).map(violation).collect();
+        list[1].message = format!("{}\nsecond line", "long words ".repeat(30));
         let w = warnings(&Decision {
             warnings: list,
             ..Decision::default()
@@ -437,29 +470,49 @@ mod tests {
         assert_eq!(w.len(), 3);
         for line in &w {
             assert!(line.starts_with("placeholder-image "), "{line}");
-            assert!(line.len() <= WARNING_MAX_LEN, "{line}");
             assert!(!line.chars().any(char::is_control), "{line}");
+            assert!(!line.ends_with("..."), "kept whole: {line}");
         }
+        assert!(
+            w[1].contains("second line (value: ") && w[1].ends_with("Fix: replace it."),
+            "{}",
+            w[1]
+        );
+        assert!(runes(&w[1]) > 256, "a long one stays whole too");
     }
 
     #[test]
-    fn too_many_warnings_end_with_a_count() {
-        let list: Vec<_> = (0..200).map(violation).collect();
+    fn too_many_warnings_are_shortened_on_words_and_end_with_a_count() {
+        let mut list: Vec<_> = (0..200).map(violation).collect();
+        for v in &mut list {
+            v.message = format!("{} and the fix", "wördé ".repeat(60));
+        }
         let w = warnings(&Decision {
             warnings: list,
             ..Decision::default()
         });
-        let total: usize = w.iter().map(String::len).sum();
+        let total: usize = w.iter().map(|l| runes(l)).sum();
         assert!(total <= WARNINGS_TOTAL_BUDGET, "{total}");
-        let last = w.last().unwrap();
-        let shown = w.len() - 1;
+        let (last, shown) = w.split_last().unwrap();
         assert_eq!(
             last,
             &format!(
                 "applyguard: {} more warning(s) not shown; see the audit log or run applyguard review",
-                200 - shown
+                200 - shown.len()
             )
         );
+        for line in shown {
+            assert!(runes(line) <= WARNING_SHORT_RUNES, "{line}");
+            assert!(line.ends_with("wördé..."), "cut after a whole word: {line}");
+        }
+    }
+
+    #[test]
+    fn shorten_cuts_mid_word_only_without_a_space_near_the_end() {
+        assert_eq!(shorten("abcdefghij", 8), "abcde...");
+        assert_eq!(shorten("short", 8), "short");
+        assert_eq!(shorten("aaaaaa bbbbbbbbbbbbb", 12), "aaaaaa bb...");
+        assert_eq!(shorten("aaaa bbbbbbbbbbbbbbbbbbbbb", 14), "aaaa bbbbbb...");
     }
 
     #[test]

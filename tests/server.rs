@@ -135,8 +135,15 @@ async fn warn_mode_allows_with_warnings_and_audit_annotations() {
         "{}",
         warnings[1]
     );
+    // Whole: the value and the fix survive, as in the denial.
+    assert!(
+        warnings[0].contains("(value: \"ghcr.io/your-org/checkout-worker:latest\")")
+            && warnings[0].contains("Fix: replace"),
+        "{}",
+        warnings[0]
+    );
     for w in &warnings {
-        assert!(w.len() <= 120 && !w.contains('\n'), "{w}");
+        assert!(!w.contains('\n') && w.contains(". Fix: "), "{w}");
     }
     assert!(response["auditAnnotations"]["warn-placeholder-image"].is_string());
     server.stop().await;

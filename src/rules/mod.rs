@@ -67,13 +67,20 @@ pub struct Violation {
     pub fix: String,
 }
 
+impl Violation {
+    /// What is wrong, the value and the fix: the part after the field path, the same in a
+    /// denial, a warning and a scan report.
+    pub fn detail(&self) -> String {
+        format!(
+            "{} (value: {:?}). Fix: {}",
+            self.message, self.value, self.fix
+        )
+    }
+}
+
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "[{}] {}: {} (value: {:?}). Fix: {}",
-            self.rule, self.path, self.message, self.value, self.fix
-        )
+        write!(f, "[{}] {}: {}", self.rule, self.path, self.detail())
     }
 }
 
