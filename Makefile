@@ -3,7 +3,7 @@
 CARGO ?= cargo
 LISTEN ?= 127.0.0.1:8443
 
-.PHONY: build run test certs fmt lint clean fuzz bench
+.PHONY: build run test e2e envtest-assets certs fmt lint clean fuzz bench
 
 build:
 	$(CARGO) build --release --locked
@@ -12,11 +12,22 @@ build:
 run:
 	$(CARGO) run --release --locked -- serve --dev --listen $(LISTEN) --config examples/policy.yaml --inventory examples/inventory
 
-# Formatting, lints and every test (unit and integration; real HTTPS, real TLS clients).
+# Formatting, lints and every test: unit and integration (real HTTPS, real TLS clients), and the
+# end-to-end suite against a real etcd + kube-apiserver (tests/e2e; binaries from
+# KUBEBUILDER_ASSETS or scripts/envtest-assets.sh, which builds kube-apiserver once, ~5 min).
 test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked --all-targets
+
+# Only the end-to-end suite (also part of `make test`); E2E=NAME runs the scenarios matching NAME.
+E2E ?=
+e2e:
+	$(CARGO) test --locked --test e2e -- $(E2E)
+
+# etcd and kube-apiserver for the e2e suite, into ~/.cache/applyguard/envtest/ (prints the folder).
+envtest-assets:
+	scripts/envtest-assets.sh
 
 certs:
 	$(CARGO) run --release --locked -- certs --out certs-dev

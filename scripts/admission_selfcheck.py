@@ -107,12 +107,17 @@ def check_deploy(files):
             config = os.path.join(tmp, "config.yaml")
             with open(config, "w", encoding="utf-8") as f:
                 f.write(configs[0]["data"]["config.yaml"])
+            # Every rule enforced, and applyguard's own namespace evaluated too: the default
+            # systemNamespaces exemption would otherwise wave its objects through.
+            strict = os.path.join(tmp, "strict.yaml")
+            with open(strict, "w", encoding="utf-8") as f:
+                f.write("exemptions:\n  systemNamespaces: []\n")
             for i, obj in enumerate(docs):
                 ns = obj.get("metadata", {}).get("namespace", "")
                 name = f"{obj['kind']}/{obj['metadata']['name']}"
                 # The overlay's own policy (proves it loads), and the default policy, where
                 # every rule enforces: a warn overlay must not hide a violation of its own.
-                for label, cfg in (("own policy", config), ("every rule enforced", None)):
+                for label, cfg in (("own policy", config), ("every rule enforced", strict)):
                     try:
                         resp = review(admission_review(obj, ns, f"selfcheck-{i}"), cfg, [path], tmp)
                     except RuntimeError as err:
@@ -171,6 +176,7 @@ def check_cases(cases_file, manifests, enforce_config, warn_config, inventory):
         namespaces = ("ag-enforce", "ag-warn")
         inv = [namespaced_inventory(inventory, namespaces, os.path.join(tmp, "inventory.yaml"))]
         for file, verdict, rule, field, text in read_cases(cases_file):
+            text = text or ""
             obj = load_docs(os.path.join(manifests, file))[0]
             for ns, config in zip(namespaces, (enforce_config, warn_config)):
                 resp = review(admission_review(obj, ns, "case"), config, inv, tmp)
@@ -186,11 +192,18 @@ def check_cases(cases_file, manifests, enforce_config, warn_config, inventory):
                     )
                     what = f"allowed, warning '{rule} {field}: ...{text}...'"
                 elif ns == "ag-enforce":
-                    ok = not allowed and f"[{rule}] {field}" in message
-                    what = f"denied naming [{rule}] {field}"
+                    ok = (
+                        not allowed
+                        and f"[{rule}] {field}" in message
+                        and text in message
+                        and "Fix: " in message
+                    )
+                    what = f"denied naming [{rule}] {field}, {text!r} and a fix"
                 else:
-                    ok = allowed and any(w.startswith(f"{rule} {field}") for w in warnings)
-                    what = f"allowed, warning '{rule} {field}...'"
+                    ok = allowed and any(
+                        w.startswith(f"{rule} {field}: ") and text in w for w in warnings
+                    )
+                    what = f"allowed, warning '{rule} {field}: ...{text}...'"
                 print(f"{'ok  ' if ok else 'FAIL'} {file} in {ns}: {what}")
                 if not ok:
                     print(f"     got allowed={allowed} message={message!r} warnings={warnings!r}")

@@ -110,6 +110,12 @@ denied() { # RULE PATH KUBECTL_ARGS...
 	shift 2
 	! kc "$@" && grep -qF "denied the request" <<<"$out" && grep -qF "[$rule] $path" <<<"$out"
 }
+# Denied, the message also naming TEXT (the offending value; "" for none) and a fix.
+denied_with() { # RULE PATH TEXT KUBECTL_ARGS...
+	local rule=$1 path=$2 text=$3
+	shift 3
+	denied "$rule" "$path" "$@" && grep -qF "Fix: " <<<"$out" && grep -qF -- "$text" <<<"$out"
+}
 warned() { # RULE PATH KUBECTL_ARGS...
 	local rule=$1 path=$2
 	shift 2
@@ -181,9 +187,10 @@ created=1
 kind create cluster --name "$cluster" --config "$here/kind-config.yaml" --kubeconfig "$KUBECONFIG" --wait "$wait_timeout"
 kind load docker-image "$image" --name "$cluster"
 
-log "before applyguard: CRD, namespaces, ExternalSecrets, a legacy Deployment"
+log "before applyguard: CRDs, namespaces, ExternalSecrets, a legacy Deployment"
 kubectl apply -f "$here/manifests/crds/"
-kubectl wait --for condition=Established --timeout=60s crd/externalsecrets.external-secrets.io
+kubectl wait --for condition=Established --timeout=60s crd/externalsecrets.external-secrets.io \
+	crd/sealedsecrets.bitnami.com crd/certificates.cert-manager.io crd/kafkas.kafka.strimzi.io
 kubectl apply -f "$here/manifests/setup/namespaces.yaml"
 for ns in ag-enforce ag-warn; do
 	kubectl apply -n "$ns" -f "$cases/externalsecret-app-db.yaml"
@@ -241,11 +248,12 @@ while IFS=$'\t' read -r file verdict rule path text; do
 		done
 		;;
 	deny)
-		check "$file in ag-enforce: denied, naming [$rule] $path" \
-			denied "$rule" "$path" apply -n ag-enforce -f "$manifest"
+		[[ $text == - ]] && text=""
+		check "$file in ag-enforce: denied, naming [$rule] $path and '$text'" \
+			denied_with "$rule" "$path" "$text" apply -n ag-enforce -f "$manifest"
 		check "$file in ag-enforce: nothing created" absent ag-enforce "$manifest"
-		check "$file in ag-warn: applied, with 'Warning: $rule $path'" \
-			warned "$rule" "$path" apply -n ag-warn -f "$manifest"
+		check "$file in ag-warn: applied, with 'Warning: $rule $path: ...$text...'" \
+			noticed "$rule" "$path" "$text" apply -n ag-warn -f "$manifest"
 		;;
 	*)
 		echo "tests/kind/cases.tsv: unknown verdict '$verdict' for $file" >&2
