@@ -43,6 +43,14 @@ impl Suite {
         ok
     }
 
+    /// `check` of a judged kubectl run: the error is what to show.
+    pub fn expect(&mut self, what: &str, result: Result<(), String>) -> bool {
+        match result {
+            Ok(()) => self.check(what, true, String::new),
+            Err(detail) => self.check(what, false, || detail),
+        }
+    }
+
     /// Retries `attempt` every 100 ms for up to `within`: for what serve learns through its
     /// watches. Reports how long it took.
     pub fn eventually(

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 struct Entry {
@@ -13,7 +14,7 @@ struct Entry {
 }
 
 static CHILDREN: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
-static NEXT: Mutex<u64> = Mutex::new(0);
+static NEXT: AtomicU64 = AtomicU64::new(1);
 /// Removed on a signal too (TempDir's Drop does not run when the process exits from a handler).
 static WORK_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
 
@@ -48,11 +49,7 @@ pub fn spawn(name: &str, mut command: Command, log: &Path) -> Result<Proc, Strin
         .spawn()
         .map_err(|e| format!("cannot start {name}: {e}"))?;
     let pid = child.id();
-    let id = {
-        let mut next = lock(&NEXT);
-        *next += 1;
-        *next
-    };
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
     lock(&CHILDREN).push(Entry { id, child });
     Ok(Proc {
         id,

@@ -422,16 +422,14 @@ fn producers(suite: &mut Suite, env: &Env) -> Result<(), String> {
         "-f",
         &case("deployment-externalsecret-username.yaml"),
     ]);
-    suite.check(
+    suite.expect(
         "a key the ExternalSecret drops: denied",
         denied(
             &out,
             "secret-ref",
             "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef",
             "username",
-        )
-        .is_ok(),
-        || out.show(),
+        ),
     );
     for (producer, consumer, what) in [
         (
@@ -480,16 +478,14 @@ fn producers(suite: &mut Suite, env: &Env) -> Result<(), String> {
         "-f",
         &e2e_manifest("pod-sealedsecret-missing-key.yaml"),
     ]);
-    suite.check(
+    suite.expect(
         "a key the SealedSecret does not seal: denied",
         denied(
             &out,
             "secret-ref",
             "spec.containers[0].env[0].valueFrom.secretKeyRef",
             "password",
-        )
-        .is_ok(),
-        || out.show(),
+        ),
     );
     let out = env.kubectl(&[
         "apply",
@@ -499,10 +495,9 @@ fn producers(suite: &mut Suite, env: &Env) -> Result<(), String> {
         "-f",
         &e2e_manifest("kafka-plaintext.yaml"),
     ]);
-    suite.check(
+    suite.expect(
         "a Strimzi Kafka with a plaintext listener: denied",
-        denied(&out, "plaintext-kafka", "spec.kafka.listeners[0].tls", "").is_ok(),
-        || out.show(),
+        denied(&out, "plaintext-kafka", "spec.kafka.listeners[0].tls", ""),
     );
     Ok(())
 }
@@ -536,29 +531,23 @@ fn matrix(suite: &mut Suite, env: &Env) -> Result<(), String> {
             "allow" => {
                 for ns in ["ag-enforce", "ag-warn"] {
                     let out = apply(ns);
-                    suite.check(
-                        &format!("{file} in {ns}: allowed, no warning"),
-                        clean(&out).is_ok(),
-                        || out.show(),
-                    );
+                    suite.expect(&format!("{file} in {ns}: allowed, no warning"), clean(&out));
                 }
             }
             "notice" => {
                 for ns in ["ag-enforce", "ag-warn"] {
                     let out = apply(ns);
-                    suite.check(
+                    suite.expect(
                         &format!("{file} in {ns}: allowed, warning '{rule} {path}: ...{text}...'"),
-                        warned(&out, &rule, &path, &text).is_ok(),
-                        || out.show(),
+                        warned(&out, &rule, &path, &text),
                     );
                 }
             }
             "deny" => {
                 let out = apply("ag-enforce");
-                suite.check(
+                suite.expect(
                     &format!("{file} in ag-enforce: denied, naming [{rule}] {path} and {text:?}"),
-                    denied(&out, &rule, &path, &text).is_ok(),
-                    || out.show(),
+                    denied(&out, &rule, &path, &text),
                 );
                 let gone = absent(env, "ag-enforce", file);
                 suite.check(
@@ -567,12 +556,11 @@ fn matrix(suite: &mut Suite, env: &Env) -> Result<(), String> {
                     || gone.unwrap_err(),
                 );
                 let out = apply("ag-warn");
-                suite.check(
+                suite.expect(
                     &format!(
                         "{file} in ag-warn: applied, with 'Warning: {rule} {path}: ...{text}...'"
                     ),
-                    warned(&out, &rule, &path, &text).is_ok(),
-                    || out.show(),
+                    warned(&out, &rule, &path, &text),
                 );
             }
             other => {
@@ -691,7 +679,7 @@ fn secret_lifecycle(suite: &mut Suite, env: &Env) -> Result<(), String> {
     // request (a denial for a missing Secret also waits up to 1 s for it in the webhook).
     let t = Instant::now();
     let out = pod(env);
-    suite.check(
+    suite.expect(
         &format!(
             "the next apply of a Pod reading the deleted Secret: denied ({} ms)",
             t.elapsed().as_millis()
@@ -701,9 +689,7 @@ fn secret_lifecycle(suite: &mut Suite, env: &Env) -> Result<(), String> {
             "secret-ref",
             "spec.containers[0].env[0].valueFrom.secretKeyRef",
             "secret \"lifecycle-db\" not found",
-        )
-        .is_ok(),
-        || out.show(),
+        ),
     );
     let out = env.kubectl(&[
         "apply",
@@ -715,13 +701,12 @@ fn secret_lifecycle(suite: &mut Suite, env: &Env) -> Result<(), String> {
     suite.check("the Secret re-created", out.ok(), || out.show());
     let t = Instant::now();
     let out = pod(env);
-    suite.check(
+    suite.expect(
         &format!(
             "the next apply of the same Pod: allowed again ({} ms)",
             t.elapsed().as_millis()
         ),
-        clean(&out).is_ok(),
-        || out.show(),
+        clean(&out),
     );
     // kubectl applies files in the order given (a directory's in name order): a workload applied
     // before its Secret is denied, the Secret does not exist yet; kustomize orders Secrets first.
@@ -739,11 +724,7 @@ fn secret_lifecycle(suite: &mut Suite, env: &Env) -> Result<(), String> {
         "-f",
         &secret,
     ]);
-    suite.check(
-        "kubectl apply of a Deployment before its Secret (as -f dir/ does when its file sorts first): the Deployment is denied, naming the Secret",
-        denied(&out, "secret-ref", "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef", "secret \"ordered-db\" not found").is_ok(),
-        || out.show(),
-    );
+    suite.expect("kubectl apply of a Deployment before its Secret (as -f dir/ does when its file sorts first): the Deployment is denied, naming the Secret", denied(&out, "secret-ref", "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef", "secret \"ordered-db\" not found"));
     let out = env.kubectl(&[
         "delete",
         "-n",
@@ -757,10 +738,9 @@ fn secret_lifecycle(suite: &mut Suite, env: &Env) -> Result<(), String> {
         || out.show(),
     );
     let out = env.kubectl(&["apply", "-n", "ag-enforce", "-k", &dir]);
-    suite.check(
+    suite.expect(
         "the same directory with kubectl apply -k (kustomize puts the Secret first): allowed",
-        clean(&out).is_ok(),
-        || out.show(),
+        clean(&out),
     );
     Ok(())
 }
@@ -776,47 +756,34 @@ fn existing_objects(suite: &mut Suite, env: &Env) -> Result<(), String> {
         env.kubectl(&all)
     };
     let out = run(&["scale"], &["--replicas=3"]);
-    suite.check(
+    suite.expect(
         "kubectl scale of a root Deployment created before applyguard: allowed",
-        succeeded(&out).is_ok(),
-        || out.show(),
+        succeeded(&out),
     );
     let out = run(&["label"], &["team=payments"]);
-    suite.check(
-        "kubectl label of it: allowed, no warning",
-        clean(&out).is_ok(),
-        || out.show(),
-    );
+    suite.expect("kubectl label of it: allowed, no warning", clean(&out));
     let out = run(&["annotate"], &["owner=platform"]);
-    suite.check(
-        "kubectl annotate of it: allowed, no warning",
-        clean(&out).is_ok(),
-        || out.show(),
-    );
+    suite.expect("kubectl annotate of it: allowed, no warning", clean(&out));
     let out = run(&["set", "env"], &["LEGACY_TOUCHED=1"]);
-    suite.check(
+    suite.expect(
         "kubectl set env (a pod template change): evaluated, and denied",
         denied_by_webhook(
             &out,
             "root-container",
             "spec.template.spec.containers[0].securityContext.runAsNonRoot",
             "may run as root",
-        )
-        .is_ok(),
-        || out.show(),
+        ),
     );
     let file = case("deployment-root-container.yaml");
     let out = env.kubectl(&["apply", "--dry-run=server", "-n", "ag-enforce", "-f", &file]);
-    suite.check(
+    suite.expect(
         "kubectl apply --dry-run=server: the verdict (denied)",
         denied(
             &out,
             "root-container",
             "spec.template.spec.containers[0].securityContext.runAsNonRoot",
             "may run as root",
-        )
-        .is_ok(),
-        || out.show(),
+        ),
     );
     let gone = absent(env, "ag-enforce", "deployment-root-container.yaml");
     suite.check("... and nothing created", gone.is_ok(), || {
@@ -835,16 +802,14 @@ fn existing_objects(suite: &mut Suite, env: &Env) -> Result<(), String> {
         || out.show(),
     );
     let out = env.kubectl(&["apply", "--server-side", "-n", "ag-enforce", "-f", &file]);
-    suite.check(
+    suite.expect(
         "kubectl apply --server-side of a root Deployment: denied",
         denied(
             &out,
             "root-container",
             "spec.template.spec.containers[0].securityContext.runAsNonRoot",
             "may run as root",
-        )
-        .is_ok(),
-        || out.show(),
+        ),
     );
     let out = env.kubectl(&[
         "apply",
@@ -854,16 +819,14 @@ fn existing_objects(suite: &mut Suite, env: &Env) -> Result<(), String> {
         "-f",
         &case("deployment-good.yaml"),
     ]);
-    suite.check(
+    suite.expect(
         "kubectl apply --server-side of a good Deployment: allowed",
-        clean(&out).is_ok(),
-        || out.show(),
+        clean(&out),
     );
     let out = run(&["delete"], &[]);
-    suite.check(
+    suite.expect(
         "kubectl delete of the legacy Deployment: allowed",
-        succeeded(&out).is_ok(),
-        || out.show(),
+        succeeded(&out),
     );
     Ok(())
 }
@@ -883,10 +846,9 @@ fn system_namespaces(suite: &mut Suite, env: &Env) -> Result<(), String> {
                 || out.show(),
             );
         } else {
-            suite.check(
+            suite.expect(
                 &format!("plaintext Kafka ConfigMap in {ns}: not sent to the webhook, applied"),
-                clean(&out).is_ok(),
-                || out.show(),
+                clean(&out),
             );
         }
         let out = env.with_case(&["delete"], ns, "configmap-plaintext-kafka.yaml");
@@ -918,10 +880,9 @@ fn outage(suite: &mut Suite, env: &mut Env) -> Result<(), String> {
         "pod-good.yaml",
         "good-outage",
     );
-    suite.check(
+    suite.expect(
         "serve down, failurePolicy Fail: the apply is refused with the API server's message",
-        fails_with(&out, "failed calling webhook \"validate.applyguard.io\"").is_ok(),
-        || out.show(),
+        fails_with(&out, "failed calling webhook \"validate.applyguard.io\""),
     );
     let out = env.with_renamed_case(
         &["apply", "--dry-run=server"],
@@ -929,11 +890,7 @@ fn outage(suite: &mut Suite, env: &mut Env) -> Result<(), String> {
         "configmap-plaintext-kafka.yaml",
         "outage-kafka",
     );
-    suite.check(
-        "serve down: kube-system still writable",
-        succeeded(&out).is_ok(),
-        || out.show(),
-    );
+    suite.expect("serve down: kube-system still writable", succeeded(&out));
     let warn = webhook::render(&webhook::warn_kustomization(&root())?)?;
     let vwc = webhook::loopback_webhook(&warn, env.serve.port, &env.serve.ca_bundle)?;
     let out = webhook::apply(&env.admin, &[&vwc], &[]);
@@ -1092,10 +1049,9 @@ fn watch_cache(suite: &mut Suite, env: &mut Env) -> Result<(), String> {
         || clean(&pod_reading(env, "cache-new")),
     );
     let out = pod_reading(env, "cache-old");
-    suite.check(
+    suite.expect(
         "... and one reading cache-old (deleted meanwhile) is denied",
-        denied(&out, "secret-ref", path, "secret \"cache-old\" not found").is_ok(),
-        || out.show(),
+        denied(&out, "secret-ref", path, "secret \"cache-old\" not found"),
     );
     let relisted = env
         .serve
@@ -1115,10 +1071,9 @@ fn watch_cache(suite: &mut Suite, env: &mut Env) -> Result<(), String> {
         || out.show(),
     );
     let out = pod_reading(env, "cache-new");
-    suite.check(
+    suite.expect(
         "the next apply of a Pod reading cache-new: denied",
-        denied(&out, "secret-ref", path, "").is_ok(),
-        || out.show(),
+        denied(&out, "secret-ref", path, ""),
     );
     Ok(())
 }

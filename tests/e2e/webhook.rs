@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::cluster::{ControlPlane, free_port};
@@ -36,8 +37,6 @@ pub fn render(dir: &Path) -> Result<Vec<Value>, String> {
     }
     Ok(objects)
 }
-
-use serde::Deserialize;
 
 /// deploy/base with deploy/components/warn, the warnings-first rollout, without a certificate
 /// overlay (loopback needs none). kustomize takes only relative paths, so the kustomization
