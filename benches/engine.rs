@@ -210,6 +210,7 @@ fn request<'a>(group: &'a str, kind: &'a str, ns: &'a str, object: &'a Value) ->
         group,
         kind,
         operation: &Operation::Create,
+        name: "",
         namespace: ns,
         object: Some(object),
         old_object: None,

@@ -159,6 +159,7 @@ pub fn respond_to(engine: &Engine, request: &AdmissionRequest<DynamicObject>) ->
             group: &request.kind.group,
             kind: &request.kind.kind,
             operation: &request.operation,
+            name: &name,
             namespace: &namespace,
             object: request.object.as_ref().map(|o| &o.data),
             old_object: request.old_object.as_ref().map(|o| &o.data),

@@ -22,6 +22,8 @@ pub struct Request<'a> {
     pub kind: &'a str,
     pub operation: &'a Operation,
     pub namespace: &'a str,
+    /// The object's name, for messages about objects that are not workloads ("" when unknown).
+    pub name: &'a str,
     pub object: Option<&'a Value>,
     pub old_object: Option<&'a Value>,
     /// `ephemeralcontainers`, `status`, `scale`...; `None` for the object itself.
@@ -188,7 +190,7 @@ impl Engine {
         let applicability = self.applicability(request.namespace, caller);
         let enabled = |rule: RuleId| applicability.modes.get(&rule) != Some(&RuleMode::Off);
         let Some(kind) = WorkloadKind::from_group_kind(request.group, request.kind) else {
-            return Ok(self.decide_object(request, &applicability, &enabled));
+            return Ok(self.decide_object(request, caller, &applicability, &enabled));
         };
         let Some(object) = request.object else {
             return Ok(Decision::skip(Skip::NoPodSpec));
@@ -230,6 +232,7 @@ impl Engine {
     fn decide_object(
         &self,
         request: &Request<'_>,
+        caller: &Caller<'_>,
         applicability: &Applicability,
         enabled: &dyn Fn(RuleId) -> bool,
     ) -> Decision {
@@ -255,6 +258,8 @@ impl Engine {
                 group: request.group,
                 kind: request.kind,
                 namespace: request.namespace,
+                name: request.name,
+                annotations: caller.annotations,
                 object,
                 inventory: self.inventory.as_ref(),
             },
@@ -308,6 +313,7 @@ mod tests {
                 group: "apps",
                 kind: "Deployment",
                 operation: &op,
+                name: "",
                 namespace: "default",
                 object: Some(object),
                 old_object: old,
@@ -382,6 +388,7 @@ mod tests {
                 group: "",
                 kind: "Service",
                 operation: &Operation::Create,
+                name: "",
                 namespace: "default",
                 object: Some(&json!({"spec": {"ports": [{"port": 80}]}})),
                 old_object: None,
@@ -422,6 +429,7 @@ mod tests {
                     group: "",
                     kind: "Pod",
                     operation: &Operation::Update,
+                    name: "",
                     namespace: "default",
                     object: Some(new),
                     old_object: Some(&old),
@@ -455,6 +463,7 @@ mod tests {
                 group: "",
                 kind: "Pod",
                 operation: &Operation::Update,
+                name: "",
                 namespace: "default",
                 object: Some(&second),
                 old_object: Some(&old_with_first),

@@ -15,6 +15,7 @@ pub mod kafka;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod references;
 pub mod review;
 pub mod rules;
 pub mod scan;

@@ -63,6 +63,7 @@ fn decide(engine: &Engine, object: &Value) -> Decision {
             group: "",
             kind: "Pod",
             operation: &Operation::Create,
+            name: "",
             namespace: "shop",
             object: Some(object),
             old_object: None,

@@ -61,6 +61,7 @@ fn decide(engine: &Engine, namespace: &str, caller: &Caller<'_>) -> Decision {
                 group: "",
                 kind: "Pod",
                 operation: &Operation::Create,
+                name: "",
                 namespace,
                 object: Some(&pod),
                 old_object: None,

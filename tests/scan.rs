@@ -69,13 +69,31 @@ fn external_secret_in_another_file_satisfies_the_reference() {
     let (code, report) = json_report(&[&format!("{}/deployment.yaml", fixture("external-secret"))]);
     assert_eq!(code, 1);
     assert_eq!(findings(&report, "enforce").len(), 2);
-    // ...unless --inventory supplies it from elsewhere.
+    // ...unless --inventory supplies it, and its store, from elsewhere.
     let (code, _) = json_report(&[
+        "--inventory",
+        &format!("{}/externalsecret.yaml", fixture("external-secret")),
+        "--inventory",
+        &format!("{}/clustersecretstore.yaml", fixture("external-secret")),
+        &format!("{}/deployment.yaml", fixture("external-secret")),
+    ]);
+    assert_eq!(code, 0);
+    // An ExternalSecret whose ClusterSecretStore is nowhere produces nothing.
+    let (code, report) = json_report(&[
         "--inventory",
         &format!("{}/externalsecret.yaml", fixture("external-secret")),
         &format!("{}/deployment.yaml", fixture("external-secret")),
     ]);
-    assert_eq!(code, 0);
+    assert_eq!(code, 1);
+    assert_eq!(findings(&report, "enforce").len(), 2, "{report:#}");
+    for f in report["findings"].as_array().unwrap() {
+        let message = f["message"].as_str().unwrap();
+        assert!(
+            message.contains("ExternalSecret orders-db would produce")
+                && message.contains("ClusterSecretStore vault does not exist"),
+            "{message}"
+        );
+    }
 }
 
 #[test]

@@ -28,6 +28,7 @@ fn decide(engine: &Engine, group: &str, kind: &str, namespace: &str, object: &Va
             group,
             kind,
             operation: &Operation::Create,
+            name: "",
             namespace,
             object: Some(object),
             old_object: None,

@@ -39,8 +39,8 @@ use tokio::task::JoinHandle;
 
 use super::versions::{Verdict, Versions, comparable};
 use super::{
-    Catalog, ConfigMapInfo, Inventory, Producer, ProducerKind, Readiness, SecretInfo,
-    SharedCatalog, producer_from_object, read, write,
+    Catalog, ConfigMapInfo, CustomKind, Inventory, Producer, Readiness, ReferenceGrant, SecretInfo,
+    SharedCatalog, StoreLookup, StoreRef, producer_from_object, read, store_info, write,
 };
 
 /// Tuning for the watches.
@@ -209,7 +209,7 @@ struct Shared {
     watches: Mutex<BTreeMap<String, WatchState>>,
     /// Has the first discovery pass for producer CRDs completed?
     discovered: Mutex<bool>,
-    producer_tasks: Mutex<HashMap<ProducerKind, (String, JoinHandle<()>)>>,
+    custom_tasks: Mutex<HashMap<CustomKind, (String, JoinHandle<()>)>>,
     /// Watch events dropped as repeats, and as older than the cached state.
     repeated_events: AtomicU64,
     out_of_order_events: AtomicU64,
@@ -218,13 +218,13 @@ struct Shared {
 impl Default for Shared {
     fn default() -> Self {
         Shared {
-            catalog: SharedCatalog::default(),
+            catalog: Arc::new(std::sync::RwLock::new(Catalog::for_watches())),
             stale_after: ClusterOptions::default().stale_after,
             error_gap: ClusterOptions::default().error_gap,
             changed: tokio::sync::watch::Sender::new(0),
             watches: Mutex::default(),
             discovered: Mutex::default(),
-            producer_tasks: Mutex::default(),
+            custom_tasks: Mutex::default(),
             repeated_events: AtomicU64::new(0),
             out_of_order_events: AtomicU64::new(0),
         }
@@ -353,24 +353,62 @@ impl Sink<SlimNamespace> for Namespaces {
     }
 }
 
-struct Producers(ProducerKind);
-impl Sink<DynamicObject> for Producers {
+/// A custom resource's events: producers, stores and ReferenceGrants.
+struct Custom(CustomKind);
+impl Sink<DynamicObject> for Custom {
     fn put(&self, catalog: &mut Catalog, object: &DynamicObject) {
         let (ns, name) = name_ns(object);
-        // Remove first: an update may change the target, or stop producing (creationPolicy: None).
-        catalog.remove_producer(self.0, &ns, &name);
-        if let Ok(value) = serde_json::to_value(object)
-            && let Some(producer) = producer_from_object(self.0, &value, &ns)
-        {
-            catalog.put_producer(producer);
+        match self.0 {
+            CustomKind::Producer(kind) => {
+                // Remove first: an update may change the target, or stop producing
+                // (creationPolicy: None).
+                catalog.remove_producer(kind, &ns, &name);
+                if let Ok(value) = serde_json::to_value(object)
+                    && let Some(producer) = producer_from_object(kind, &value, &ns)
+                {
+                    catalog.put_producer(producer);
+                }
+            }
+            CustomKind::Store(kind) => {
+                let status = serde_json::json!({"status": object.data.get("status")});
+                catalog.put_store(kind, &ns, &name, store_info(&status));
+            }
+            CustomKind::ReferenceGrant => {
+                catalog.remove_grant(&ns, &name);
+                if let Ok(value) = serde_json::to_value(object)
+                    && let Some(grant) = ReferenceGrant::from_object(&value)
+                {
+                    catalog.put_grant(&ns, grant);
+                }
+            }
         }
     }
     fn remove(&self, catalog: &mut Catalog, object: &DynamicObject) {
         let (ns, name) = name_ns(object);
-        catalog.remove_producer(self.0, &ns, &name);
+        match self.0 {
+            CustomKind::Producer(kind) => catalog.remove_producer(kind, &ns, &name),
+            CustomKind::Store(kind) => catalog.remove_store(kind, &ns, &name),
+            CustomKind::ReferenceGrant => catalog.remove_grant(&ns, &name),
+        }
     }
     fn clear(&self, catalog: &mut Catalog) {
-        catalog.clear_producers(self.0);
+        match self.0 {
+            CustomKind::Producer(kind) => catalog.clear_producers(kind),
+            CustomKind::Store(kind) => catalog.clear_stores(kind),
+            CustomKind::ReferenceGrant => catalog.clear_grants(),
+        }
+    }
+}
+
+impl Custom {
+    /// The API is no longer served (or not yet watched): forget what was held, and say
+    /// "unknown" rather than "missing" where that matters.
+    fn forget(&self, catalog: &mut Catalog) {
+        match self.0 {
+            CustomKind::Producer(kind) => catalog.clear_producers(kind),
+            CustomKind::Store(kind) => catalog.forget_stores(kind),
+            CustomKind::ReferenceGrant => catalog.forget_grants(),
+        }
     }
 }
 
@@ -573,11 +611,8 @@ fn ignored<K: Resource>(resource: &str, event: &str, object: &K, verdict: Verdic
     }
 }
 
-/// Discovers which version of a producer's API is served, if any.
-async fn served_version(
-    client: &Client,
-    kind: ProducerKind,
-) -> Result<Option<String>, kube::Error> {
+/// Discovers which version of a custom resource's API is served, if any.
+async fn served_version(client: &Client, kind: CustomKind) -> Result<Option<String>, kube::Error> {
     for version in kind.versions() {
         match client
             .list_api_group_resources(&format!("{}/{version}", kind.group()))
@@ -594,18 +629,18 @@ async fn served_version(
     Ok(None)
 }
 
-/// One discovery pass: start watches for producer APIs that appeared, stop those that went.
+/// One discovery pass: start watches for custom APIs that appeared, stop those that went.
 async fn discover(
     shared: &Arc<Shared>,
     client: &Client,
     page_size: u32,
     first: bool,
 ) -> Result<(), kube::Error> {
-    for kind in ProducerKind::ALL {
+    for kind in CustomKind::ALL {
         let version = served_version(client, kind).await?;
         let removed = {
             let mut tasks = shared
-                .producer_tasks
+                .custom_tasks
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             let current = tasks.get(&kind).map(|(v, _)| v.clone());
@@ -619,13 +654,13 @@ async fn discover(
             // cannot bring stale producers back.
             handle.abort();
             let _ = handle.await;
-            Producers(kind).clear(&mut write(&shared.catalog));
+            Custom(kind).forget(&mut write(&shared.catalog));
             shared
                 .watches
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&format!("{}.{}/{old}", kind.resource(), kind.group()));
-            tracing::info!(kind = kind.kind(), version = %old, "producer API no longer served; stopped watching");
+            tracing::info!(kind = kind.kind(), version = %old, "API no longer served; stopped watching");
         }
         if let Some(version) = version {
             let resource = format!("{}.{}/{version}", kind.resource(), kind.group());
@@ -636,7 +671,7 @@ async fn discover(
                 kind: kind.kind().to_string(),
                 plural: kind.resource().to_string(),
             };
-            // Producers found at start-up must sync before ready; one installed later is
+            // Kinds found at start-up must sync before ready; one installed later is
             // watched without taking every replica out of service while it lists.
             shared.update(&resource, |w| w.required = first);
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource);
@@ -645,11 +680,11 @@ async fn discover(
                 resource.clone(),
                 api,
                 page_size,
-                Producers(kind),
+                Custom(kind),
             ));
-            tracing::info!(kind = kind.kind(), %version, "producer API served; watching");
+            tracing::info!(kind = kind.kind(), %version, "API served; watching");
             shared
-                .producer_tasks
+                .custom_tasks
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(kind, (version, handle));
@@ -666,10 +701,7 @@ async fn watch_producer_crds(
     api: Api<PartialObjectMeta<CustomResourceDefinition>>,
     rediscover: Arc<tokio::sync::Notify>,
 ) {
-    let names: BTreeSet<String> = ProducerKind::ALL
-        .iter()
-        .map(|k| format!("{}.{}", k.resource(), k.group()))
-        .collect();
+    let names: BTreeSet<String> = CustomKind::ALL.iter().map(|k| k.crd_name()).collect();
     let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
     let mut warned = false;
     while let Some(event) = events.next().await {
@@ -788,7 +820,7 @@ impl ClusterInventory {
                         }
                     }
                     Err(err) => {
-                        tracing::warn!(error = %err, "discovery of producer APIs failed; retrying");
+                        tracing::warn!(error = %err, "discovery of custom resource APIs failed; retrying");
                         let retry = if first {
                             Duration::from_secs(1)
                         } else {
@@ -831,7 +863,7 @@ impl Drop for ClusterInventory {
         }
         for (_, (_, handle)) in self
             .shared
-            .producer_tasks
+            .custom_tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain()
@@ -860,6 +892,12 @@ impl Inventory for ClusterInventory {
     fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>> {
         read(&self.shared.catalog).namespace_labels(name)
     }
+    fn secret_store(&self, namespace: &str, store: &StoreRef) -> StoreLookup {
+        read(&self.shared.catalog).secret_store(namespace, store)
+    }
+    fn reference_grants(&self, namespace: &str) -> Option<Vec<ReferenceGrant>> {
+        read(&self.shared.catalog).reference_grants(namespace)
+    }
     fn readiness(&self) -> Readiness {
         let mut pending: Vec<String> = self
             .shared
@@ -879,8 +917,7 @@ impl Inventory for ClusterInventory {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
         {
-            pending
-                .push("discovery of ExternalSecret, SealedSecret and Certificate APIs".to_string());
+            pending.push("discovery of the producer, store and ReferenceGrant APIs".to_string());
         }
         if pending.is_empty() {
             Readiness::Ready

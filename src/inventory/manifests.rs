@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Catalog, ConfigMapInfo, Inventory, Producer, ProducerKind, Readiness, SecretInfo,
-    producer_from_object,
+    Catalog, ConfigMapInfo, CustomKind, Inventory, ProducedKeys, Producer, Readiness,
+    ReferenceGrant, SecretInfo, StoreLookup, StoreRef, producer_from_object, store_info,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +137,12 @@ pub fn add_object(catalog: &mut Catalog, object: &Value, default_namespace: &str
                 .chain(keys_of(object.get("stringData")))
                 .collect();
             let secret_type = str_at(object, &["type"]).unwrap_or("Opaque").to_string();
+            // Defined twice in one set: kubectl apply keeps whichever comes last, so only the
+            // keys every definition has are certain to be there.
+            let keys = match catalog.secret(namespace, name) {
+                Some(earlier) => earlier.keys.intersection(&keys).cloned().collect(),
+                None => keys,
+            };
             catalog.put_secret(namespace, name, SecretInfo { secret_type, keys });
             true
         }
@@ -168,15 +174,48 @@ pub fn add_object(catalog: &mut Catalog, object: &Value, default_namespace: &str
             catalog.put_namespace(name, labels);
             true
         }
-        _ => match ProducerKind::from_type(api_version, kind)
-            .and_then(|k| producer_from_object(k, object, default_namespace))
-        {
-            Some(producer) => {
+        _ => match CustomKind::from_type(api_version, kind) {
+            Some(CustomKind::Producer(kind)) => {
+                let Some(mut producer) = producer_from_object(kind, object, default_namespace)
+                else {
+                    return false;
+                };
+                if let Some(earlier) = catalog.producer(kind, namespace, name) {
+                    producer = merge_duplicate(earlier, producer);
+                }
                 catalog.put_producer(producer);
                 true
             }
+            Some(CustomKind::Store(kind)) => {
+                catalog.put_store(kind, namespace, name, store_info(object));
+                true
+            }
+            Some(CustomKind::ReferenceGrant) => match ReferenceGrant::from_object(object) {
+                Some(grant) => {
+                    catalog.put_grant(namespace, grant);
+                    true
+                }
+                None => false,
+            },
             None => false,
         },
+    }
+}
+
+/// One producer defined twice in a set (two files): whichever `kubectl apply` reads last wins,
+/// so a key counts only if both definitions declare it, and a target both agree on.
+fn merge_duplicate(earlier: &Producer, later: Producer) -> Producer {
+    let keys = match (&earlier.keys, later.keys) {
+        (ProducedKeys::Known(a), ProducedKeys::Known(b)) => {
+            ProducedKeys::Known(a.intersection(&b).cloned().collect())
+        }
+        (ProducedKeys::Known(a), ProducedKeys::Unknown(_)) => ProducedKeys::Known(a.clone()),
+        (ProducedKeys::Unknown(_), known) => known,
+    };
+    Producer {
+        keys,
+        store: later.store.or_else(|| earlier.store.clone()),
+        ..later
     }
 }
 
@@ -264,6 +303,12 @@ impl Inventory for ManifestInventory {
     fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>> {
         self.catalog.namespace_labels(name)
     }
+    fn secret_store(&self, namespace: &str, store: &StoreRef) -> StoreLookup {
+        self.catalog.secret_store(namespace, store)
+    }
+    fn reference_grants(&self, namespace: &str) -> Option<Vec<ReferenceGrant>> {
+        self.catalog.reference_grants(namespace)
+    }
     fn readiness(&self) -> Readiness {
         Readiness::Ready
     }
@@ -278,6 +323,7 @@ impl Inventory for ManifestInventory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::ProducerKind;
 
     const SET: &str = r#"
 apiVersion: v1

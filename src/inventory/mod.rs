@@ -3,14 +3,20 @@
 //! the cluster, or a static set loaded from manifests).
 
 pub mod cluster;
+mod custom;
 pub mod manifests;
 mod producers;
+mod stores;
 pub mod versions;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
+pub use custom::CustomKind;
 pub use producers::{ProducedKeys, Producer, ProducerKind, producer_from_object};
+pub use stores::{
+    ReferenceGrant, StoreInfo, StoreKind, StoreLookup, StoreRef, store_info, store_ref,
+};
 
 /// A Secret as applyguard keeps it: never its values.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -47,6 +53,10 @@ pub trait Inventory: Send + Sync {
     fn namespaces_with_secret(&self, name: &str, except: &str) -> Vec<String>;
     fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMapInfo>;
     fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>>;
+    /// The SecretStore (in `namespace`) or ClusterSecretStore an ExternalSecret names.
+    fn secret_store(&self, namespace: &str, store: &StoreRef) -> StoreLookup;
+    /// The ReferenceGrants of a namespace; `None` when the inventory does not see them.
+    fn reference_grants(&self, namespace: &str) -> Option<Vec<ReferenceGrant>>;
     fn readiness(&self) -> Readiness;
     /// Why the cache can no longer be trusted (its watches keep failing), if so. Unlike
     /// readiness this never takes a replica out of service: every replica would go at once.
@@ -91,9 +101,104 @@ pub struct Catalog {
     producers_by_target: HashMap<Key, BTreeSet<(ProducerKind, String)>>,
     config_maps: HashMap<Key, ConfigMapInfo>,
     namespaces: HashMap<String, BTreeMap<String, String>>,
+    /// (namespace, or "" for a ClusterSecretStore, name) per store kind.
+    stores: HashMap<(StoreKind, Key), StoreInfo>,
+    /// (namespace, name) -> ReferenceGrant.
+    grants: HashMap<Key, ReferenceGrant>,
+    /// Store kinds the catalog does not see (a cluster whose store API is not watched):
+    /// lookups answer Unknown rather than Missing.
+    unknown_stores: BTreeSet<StoreKind>,
+    grants_unknown: bool,
 }
 
 impl Catalog {
+    /// A catalog for the cluster watches: stores and ReferenceGrants are unknown until their
+    /// watch has listed them (a manifest set, by contrast, is all there is).
+    pub fn for_watches() -> Catalog {
+        Catalog {
+            unknown_stores: StoreKind::ALL.into_iter().collect(),
+            grants_unknown: true,
+            ..Catalog::default()
+        }
+    }
+
+    /// The producer object `kind` `namespace/name`, if held.
+    pub fn producer(&self, kind: ProducerKind, namespace: &str, name: &str) -> Option<&Producer> {
+        self.producers.get(&(kind, key(namespace, name)))
+    }
+
+    fn store_key(kind: StoreKind, namespace: &str, name: &str) -> (StoreKind, Key) {
+        let namespace = if kind.namespaced() { namespace } else { "" };
+        (kind, key(namespace, name))
+    }
+
+    pub fn put_store(&mut self, kind: StoreKind, namespace: &str, name: &str, info: StoreInfo) {
+        self.stores
+            .insert(Catalog::store_key(kind, namespace, name), info);
+    }
+
+    pub fn remove_store(&mut self, kind: StoreKind, namespace: &str, name: &str) {
+        self.stores
+            .remove(&Catalog::store_key(kind, namespace, name));
+    }
+
+    /// Drops every store of a kind before a (re)list; from then on the kind is known.
+    pub fn clear_stores(&mut self, kind: StoreKind) {
+        self.stores.retain(|(k, _), _| *k != kind);
+        self.unknown_stores.remove(&kind);
+    }
+
+    /// The kind's API is no longer watched: its stores are unknown again.
+    pub fn forget_stores(&mut self, kind: StoreKind) {
+        self.clear_stores(kind);
+        self.unknown_stores.insert(kind);
+    }
+
+    pub fn put_grant(&mut self, namespace: &str, grant: ReferenceGrant) {
+        self.grants.insert(key(namespace, &grant.name), grant);
+    }
+
+    pub fn remove_grant(&mut self, namespace: &str, name: &str) {
+        self.grants.remove(&key(namespace, name));
+    }
+
+    pub fn clear_grants(&mut self) {
+        self.grants.clear();
+        self.grants_unknown = false;
+    }
+
+    pub fn forget_grants(&mut self) {
+        self.grants.clear();
+        self.grants_unknown = true;
+    }
+
+    pub fn secret_store(&self, namespace: &str, store: &StoreRef) -> StoreLookup {
+        if self.unknown_stores.contains(&store.kind) {
+            return StoreLookup::Unknown;
+        }
+        match self
+            .stores
+            .get(&Catalog::store_key(store.kind, namespace, &store.name))
+        {
+            Some(info) => StoreLookup::Found(info.clone()),
+            None => StoreLookup::Missing,
+        }
+    }
+
+    pub fn reference_grants(&self, namespace: &str) -> Option<Vec<ReferenceGrant>> {
+        if self.grants_unknown {
+            return None;
+        }
+        let mut grants: Vec<ReferenceGrant> = self
+            .grants
+            .iter()
+            .filter(|((ns, _), _)| ns == namespace)
+            .map(|(_, g)| g.clone())
+            .collect();
+        grants.sort_by(|a, b| a.name.cmp(&b.name));
+        Some(grants)
+    }
+
     pub fn put_secret(&mut self, namespace: &str, name: &str, info: SecretInfo) {
         self.secrets_by_name
             .entry(name.to_string())
@@ -199,6 +304,13 @@ impl Catalog {
                 self.producers.keys().filter(|(k, _)| *k == kind).count(),
             );
         }
+        for kind in StoreKind::ALL {
+            counts.insert(
+                kind.resource(),
+                self.stores.keys().filter(|(k, _)| *k == kind).count(),
+            );
+        }
+        counts.insert("referencegrants", self.grants.len());
         counts
     }
 
@@ -288,6 +400,12 @@ impl Inventory for EmptyInventory {
     }
     fn namespace_labels(&self, _: &str) -> Option<BTreeMap<String, String>> {
         None
+    }
+    fn secret_store(&self, _: &str, _: &StoreRef) -> StoreLookup {
+        StoreLookup::Missing
+    }
+    fn reference_grants(&self, _: &str) -> Option<Vec<ReferenceGrant>> {
+        Some(Vec::new())
     }
     fn readiness(&self) -> Readiness {
         Readiness::Ready

@@ -15,6 +15,8 @@ use std::fmt;
 
 use serde_json::Value;
 
+use super::stores::{StoreRef, store_ref};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ProducerKind {
     ExternalSecret,
@@ -96,6 +98,9 @@ pub struct Producer {
     /// The Secret it produces.
     pub target: String,
     pub keys: ProducedKeys,
+    /// The store an ExternalSecret reads from (`spec.secretStoreRef`); without it the
+    /// ExternalSecret produces nothing.
+    pub store: Option<StoreRef>,
 }
 
 impl Producer {
@@ -140,6 +145,7 @@ pub fn producer_from_object(
         .unwrap_or(default_namespace)
         .to_string();
     let spec = object.get("spec").unwrap_or(&Value::Null);
+    let mut store = None;
     let (target, namespace, keys) = match kind {
         ProducerKind::ExternalSecret => {
             // None creates nothing; Merge only merges into a Secret that must already exist.
@@ -152,6 +158,9 @@ pub fn producer_from_object(
             let target = str_at(spec, &["target", "name"])
                 .unwrap_or(&name)
                 .to_string();
+            store = spec
+                .get("secretStoreRef")
+                .and_then(|r| store_ref(r).ok().flatten());
             let keys = if non_empty(spec.get("dataFrom")) {
                 ProducedKeys::Unknown("its keys come from spec.dataFrom".to_string())
             } else if non_empty(spec.get("target").and_then(|t| t.get("template"))) {
@@ -212,6 +221,7 @@ pub fn producer_from_object(
         name,
         target,
         keys,
+        store,
     })
 }
 
@@ -235,6 +245,14 @@ mod tests {
             ("shop", "db-credentials")
         );
         assert_eq!(p.keys, keys(&["password"]));
+        assert_eq!(p.store, None);
+        let stored = json!({"metadata": {"name": "db"}, "spec": {
+            "secretStoreRef": {"kind": "ClusterSecretStore", "name": "aether-vault"}}});
+        let p = producer_from_object(ProducerKind::ExternalSecret, &stored, "d").unwrap();
+        assert_eq!(
+            p.store.map(|s| s.describe()).as_deref(),
+            Some("ClusterSecretStore aether-vault")
+        );
         let defaulted = json!({"metadata": {"name": "db"}, "spec": {"data": []}});
         let p = producer_from_object(ProducerKind::ExternalSecret, &defaulted, "team").unwrap();
         assert_eq!((p.namespace.as_str(), p.target.as_str()), ("team", "db"));

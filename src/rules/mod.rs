@@ -113,6 +113,9 @@ pub struct ObjectSubject<'a> {
     pub group: &'a str,
     pub kind: &'a str,
     pub namespace: &'a str,
+    /// The object's name (empty on a CREATE with generateName).
+    pub name: &'a str,
+    pub annotations: Option<&'a std::collections::BTreeMap<String, String>>,
     /// The object's fields other than apiVersion, kind and metadata.
     pub object: &'a serde_json::Value,
     pub inventory: &'a dyn Inventory,

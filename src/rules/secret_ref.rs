@@ -1,140 +1,40 @@
-//! Rule `secret-ref`: a pod that references a Secret, or a key of a Secret, that does not exist in
-//! its namespace and that nothing (ExternalSecret, SealedSecret, Certificate) will produce.
-//! Without it, pods sit in `CreateContainerConfigError` after an apply that "succeeded".
+//! Rule `secret-ref`: an object that references a Secret, or a key of a Secret, that does not
+//! exist in its namespace and that nothing (ExternalSecret, SealedSecret, Certificate, cert-manager's
+//! ingress-shim) will produce. Without it, pods sit in `CreateContainerConfigError` and ingress
+//! controllers serve their default certificate after an apply that "succeeded".
 //!
-//! References read: `env[].valueFrom.secretKeyRef`, `envFrom[].secretRef`, `volumes[].secret`
-//! (with `items[].key`), `volumes[].projected.sources[].secret` (with `items[].key`) and
-//! `imagePullSecrets[]`, in every container list. `optional: true` is never a violation, as the
-//! kubelet then starts the container without the value.
+//! References come from [`crate::references`]: pod specs of every workload kind, Ingress TLS and
+//! Gateway certificateRefs. `optional: true` is never a violation, as the kubelet then starts
+//! the container without the value. An ExternalSecret whose SecretStore or ClusterSecretStore
+//! does not exist produces nothing, so it is no producer here; on admission of the
+//! ExternalSecret itself its store references are checked.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Findings, Notice, Rule, RuleId, Subject, Violation};
-use crate::inventory::{Inventory, ProducedKeys, Producer, Readiness};
+use serde_json::Value;
+
+use super::{Findings, Notice, ObjectSubject, Rule, RuleId, Subject, Violation};
+use crate::inventory::{
+    Inventory, ProducedKeys, Producer, ProducerKind, Readiness, StoreLookup, StoreRef, store_ref,
+};
 use crate::policy::FailureMode;
+use crate::references::{
+    RefKind, SecretRef, TLS_KEYS, gateway_references, ingress_references, pod_references,
+};
 
 /// Secret types the kubelet accepts as image pull secrets.
 const PULL_SECRET_TYPES: &[&str] = &["kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RefKind {
-    Env,
-    EnvFrom,
-    Volume,
-    Projected,
-    PullSecret,
-}
+/// Annotations that make cert-manager's ingress-shim create a Certificate for every
+/// `spec.tls[]` entry of the Ingress (`kubernetes.io/tls-acme` only where cert-manager runs
+/// with a default issuer, which the inventory cannot see: it is trusted, with a notice).
+const INGRESS_SHIM_ANNOTATIONS: [&str; 3] = [
+    "cert-manager.io/cluster-issuer",
+    "cert-manager.io/issuer",
+    "kubernetes.io/tls-acme",
+];
 
-/// One reference to a Secret in a pod spec.
-#[derive(Debug, Clone)]
-struct SecretRef<'a> {
-    path: String,
-    name: &'a str,
-    key: Option<&'a str>,
-    optional: bool,
-    kind: RefKind,
-}
-
-fn collect<'a>(subject: &'a Subject<'_>) -> Vec<SecretRef<'a>> {
-    let pod = subject.pod;
-    let spec = &pod.spec;
-    let mut refs = Vec::new();
-    for container in pod.containers() {
-        for (i, env) in container.env.iter().enumerate() {
-            if let Some(r) = env
-                .value_from
-                .as_ref()
-                .and_then(|v| v.secret_key_ref.as_ref())
-            {
-                refs.push(SecretRef {
-                    path: format!("{}.env[{i}].valueFrom.secretKeyRef", container.path),
-                    name: &r.name,
-                    key: Some(&r.key),
-                    optional: r.optional.unwrap_or(false),
-                    kind: RefKind::Env,
-                });
-            }
-        }
-        for (i, from) in container.env_from.iter().enumerate() {
-            if let Some(r) = &from.secret_ref {
-                refs.push(SecretRef {
-                    path: format!("{}.envFrom[{i}].secretRef", container.path),
-                    name: &r.name,
-                    key: None,
-                    optional: r.optional.unwrap_or(false),
-                    kind: RefKind::EnvFrom,
-                });
-            }
-        }
-    }
-    for (v, volume) in spec.volumes.iter().flatten().enumerate() {
-        let base = format!("{}.volumes[{v}]", pod.prefix);
-        if let Some(secret) = &volume.secret {
-            let name = secret.secret_name.as_deref().unwrap_or("");
-            let optional = secret.optional.unwrap_or(false);
-            push_with_items(
-                &mut refs,
-                format!("{base}.secret"),
-                name,
-                optional,
-                secret.items.as_deref().unwrap_or_default(),
-                RefKind::Volume,
-            );
-        }
-        if let Some(projected) = &volume.projected {
-            for (s, source) in projected.sources.iter().flatten().enumerate() {
-                if let Some(secret) = &source.secret {
-                    push_with_items(
-                        &mut refs,
-                        format!("{base}.projected.sources[{s}].secret"),
-                        &secret.name,
-                        secret.optional.unwrap_or(false),
-                        secret.items.as_deref().unwrap_or_default(),
-                        RefKind::Projected,
-                    );
-                }
-            }
-        }
-    }
-    for (i, pull) in spec.image_pull_secrets.iter().flatten().enumerate() {
-        refs.push(SecretRef {
-            path: format!("{}.imagePullSecrets[{i}]", pod.prefix),
-            name: &pull.name,
-            key: None,
-            optional: false,
-            kind: RefKind::PullSecret,
-        });
-    }
-    refs
-}
-
-fn push_with_items<'a>(
-    refs: &mut Vec<SecretRef<'a>>,
-    path: String,
-    name: &'a str,
-    optional: bool,
-    items: &'a [k8s_openapi::api::core::v1::KeyToPath],
-    kind: RefKind,
-) {
-    if items.is_empty() {
-        refs.push(SecretRef {
-            path: path.clone(),
-            name,
-            key: None,
-            optional,
-            kind,
-        });
-    }
-    for (i, item) in items.iter().enumerate() {
-        refs.push(SecretRef {
-            path: format!("{path}.items[{i}]"),
-            name,
-            key: Some(&item.key),
-            optional,
-            kind,
-        });
-    }
-}
+const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 
 /// Names longer than this get no "did you mean": comparing them costs more than it helps.
 const MAX_SUGGESTED_LEN: usize = 100;
@@ -189,6 +89,151 @@ impl SecretReferences {
     pub fn new(failure_mode: FailureMode) -> Self {
         SecretReferences { failure_mode }
     }
+
+    /// Why the inventory cannot answer now (not ready, or stale), if so.
+    fn unusable(inventory: &dyn Inventory) -> Option<String> {
+        match inventory.readiness() {
+            Readiness::NotReady(reason) => Some(format!(
+                "applyguard's cluster inventory is not ready ({reason})"
+            )),
+            Readiness::Ready => inventory
+                .stale()
+                .map(|reason| format!("applyguard's cluster inventory is stale ({reason})")),
+        }
+    }
+
+    /// What an unanswerable inventory does to one reference: failureMode decides.
+    fn cannot_check(&self, path: String, what: &str, reason: &str, out: &mut Findings) {
+        let message = format!(
+            "cannot check {what}: {reason}; failureMode is {}",
+            self.failure_mode.as_str()
+        );
+        match self.failure_mode {
+            FailureMode::Deny => out.violations.push(Violation {
+                rule: RuleId::SecretRef,
+                path,
+                value: what.to_string(),
+                message,
+                fix: "retry once applyguard reports ready (GET /readyz), or set failureMode: warn."
+                    .to_string(),
+            }),
+            FailureMode::Warn => out.notices.push(Notice {
+                rule: RuleId::SecretRef,
+                path,
+                message,
+            }),
+        }
+    }
+
+    fn check_refs(
+        &self,
+        refs: Vec<SecretRef<'_>>,
+        context: &Context<'_>,
+        inventory: &dyn Inventory,
+        out: &mut Findings,
+    ) {
+        let refs: Vec<SecretRef<'_>> = refs.into_iter().filter(|r| !r.optional).collect();
+        if refs.is_empty() {
+            return;
+        }
+        if let Some(reason) = Self::unusable(inventory) {
+            for r in refs {
+                self.cannot_check(r.path, &format!("secret {:?}", r.name), &reason, out);
+            }
+            return;
+        }
+        let mut budget = MAX_SUGGESTIONS_PER_REQUEST;
+        for r in refs {
+            check_one(inventory, context, &r, &mut budget, out);
+        }
+    }
+
+    /// An ExternalSecret's own store references: `spec.secretStoreRef`, and the per-entry
+    /// `sourceRef.storeRef` of `spec.data[]` and `spec.dataFrom[]`.
+    fn check_external_secret(&self, subject: &ObjectSubject<'_>, out: &mut Findings) {
+        let spec = subject.object.get("spec").unwrap_or(&Value::Null);
+        let mut stores: Vec<(String, StoreRef)> = Vec::new();
+        if let Some(Ok(Some(store))) = spec.get("secretStoreRef").map(store_ref) {
+            stores.push(("spec.secretStoreRef".to_string(), store));
+        }
+        for list in ["data", "dataFrom"] {
+            for (i, entry) in spec
+                .get(list)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                if let Some(Ok(Some(store))) = entry
+                    .get("sourceRef")
+                    .and_then(|s| s.get("storeRef"))
+                    .map(store_ref)
+                {
+                    stores.push((format!("spec.{list}[{i}].sourceRef.storeRef"), store));
+                }
+            }
+        }
+        if stores.is_empty() {
+            return;
+        }
+        let inventory = subject.inventory;
+        if let Some(reason) = Self::unusable(inventory) {
+            for (path, store) in stores {
+                self.cannot_check(path, &store.describe(), &reason, out);
+            }
+            return;
+        }
+        for (path, store) in stores {
+            match inventory.secret_store(subject.namespace, &store) {
+                StoreLookup::Found(info) => {
+                    if let Some(why) = info.not_ready {
+                        out.notices.push(Notice {
+                            rule: RuleId::SecretRef,
+                            path,
+                            message: format!(
+                                "{} is not Ready ({why}): nothing is synced from it until it is",
+                                store.describe()
+                            ),
+                        });
+                    }
+                }
+                StoreLookup::Unknown => {}
+                StoreLookup::Missing => out.violations.push(Violation {
+                    rule: RuleId::SecretRef,
+                    path,
+                    value: format!("{}/{}", store.kind, store.name),
+                    message: format!(
+                        "{} not found{} (checked: {}), so this ExternalSecret will never produce its Secret",
+                        store.describe(),
+                        if store.kind.namespaced() {
+                            format!(" in namespace {:?}", subject.namespace)
+                        } else {
+                            String::new()
+                        },
+                        inventory.source()
+                    ),
+                    fix: format!(
+                        "create {} first, or name an existing one (kubectl get {}{}).",
+                        store.describe(),
+                        store.kind.resource(),
+                        if store.kind.namespaced() {
+                            format!(" -n {}", subject.namespace)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                }),
+            }
+        }
+    }
+}
+
+/// What a reference is checked in the light of: the object's kind and namespace, and for an
+/// Ingress its annotations (ingress-shim).
+struct Context<'a> {
+    kind: &'a str,
+    namespace: &'a str,
+    shim: Option<String>,
 }
 
 impl Rule for SecretReferences {
@@ -197,70 +242,198 @@ impl Rule for SecretReferences {
     }
 
     fn check(&self, subject: &Subject<'_>, out: &mut Findings) {
-        let refs: Vec<SecretRef<'_>> = collect(subject)
-            .into_iter()
-            .filter(|r| !r.optional)
-            .collect();
-        if refs.is_empty() {
-            return;
-        }
-        let inventory = subject.inventory;
-        let namespace = subject.namespace;
-        let unusable = match inventory.readiness() {
-            Readiness::NotReady(reason) => Some(format!(
-                "applyguard's cluster inventory is not ready ({reason})"
-            )),
-            Readiness::Ready => inventory
-                .stale()
-                .map(|reason| format!("applyguard's cluster inventory is stale ({reason})")),
+        let context = Context {
+            kind: "workload",
+            namespace: subject.namespace,
+            shim: None,
         };
-        if let Some(reason) = unusable {
-            for r in refs {
-                let message = format!(
-                    "cannot check secret {:?}: {reason}; failureMode is {}",
-                    r.name,
-                    self.failure_mode.as_str()
+        self.check_refs(
+            pod_references(subject.pod),
+            &context,
+            subject.inventory,
+            out,
+        );
+    }
+
+    fn handles_kind(&self, group: &str, kind: &str) -> bool {
+        matches!(
+            (group, kind),
+            ("networking.k8s.io", "Ingress")
+                | (GATEWAY_GROUP, "Gateway")
+                | ("external-secrets.io", "ExternalSecret")
+        )
+    }
+
+    fn check_object(&self, subject: &ObjectSubject<'_>, out: &mut Findings) {
+        match subject.kind {
+            "Ingress" => {
+                let shim = subject.annotations.and_then(ingress_shim);
+                let context = Context {
+                    kind: "Ingress",
+                    namespace: subject.namespace,
+                    shim,
+                };
+                self.check_refs(
+                    ingress_references(subject.object),
+                    &context,
+                    subject.inventory,
+                    out,
                 );
-                match self.failure_mode {
-                    FailureMode::Deny => out.violations.push(Violation {
-                        rule: RuleId::SecretRef,
-                        path: r.path,
-                        value: r.name.to_string(),
-                        message,
-                        fix: "retry once applyguard reports ready (GET /readyz), or set failureMode: warn.".to_string(),
-                    }),
-                    FailureMode::Warn => out.notices.push(Notice {
-                        rule: RuleId::SecretRef,
-                        path: r.path,
-                        message,
-                    }),
-                }
             }
-            return;
-        }
-        let mut budget = MAX_SUGGESTIONS_PER_REQUEST;
-        for r in refs {
-            check_one(inventory, namespace, &r, &mut budget, out);
+            "Gateway" => {
+                let context = Context {
+                    kind: "Gateway",
+                    namespace: subject.namespace,
+                    shim: None,
+                };
+                self.check_refs(
+                    gateway_references(subject.object, subject.namespace),
+                    &context,
+                    subject.inventory,
+                    out,
+                );
+            }
+            "ExternalSecret" => self.check_external_secret(subject, out),
+            _ => {}
         }
     }
 }
 
+/// The ingress-shim annotation on an Ingress, as `annotation: value`.
+fn ingress_shim(annotations: &BTreeMap<String, String>) -> Option<String> {
+    INGRESS_SHIM_ANNOTATIONS.iter().find_map(|name| {
+        let value = annotations.get(*name)?.trim();
+        let on = if *name == "kubernetes.io/tls-acme" {
+            value == "true"
+        } else {
+            !value.is_empty()
+        };
+        on.then(|| format!("{name}: {value}"))
+    })
+}
+
+/// Whether a producer can produce at all: an ExternalSecret whose store is missing cannot.
+/// `Ok(Some(text))` when it can but its store is not Ready.
+fn producer_state(inventory: &dyn Inventory, p: &Producer) -> Result<Option<String>, String> {
+    let Some(store) = p
+        .store
+        .as_ref()
+        .filter(|_| p.kind == ProducerKind::ExternalSecret)
+    else {
+        return Ok(None);
+    };
+    match inventory.secret_store(&p.namespace, store) {
+        StoreLookup::Found(info) => Ok(info.not_ready.map(|why| {
+            format!(
+                "its {} is not Ready ({why}), so the Secret may not be there yet",
+                store.describe()
+            )
+        })),
+        StoreLookup::Unknown => Ok(None),
+        StoreLookup::Missing => Err(store.describe()),
+    }
+}
+
 fn violation(r: &SecretRef<'_>, message: String, fix: String) -> Violation {
+    let name = match r.namespace {
+        Some(ns) => format!("{ns}/{}", r.name),
+        None => r.name.to_string(),
+    };
     Violation {
         rule: RuleId::SecretRef,
         path: r.path.clone(),
         value: match r.key {
-            Some(key) => format!("{}/{key}", r.name),
-            None => r.name.to_string(),
+            Some(key) => format!("{name}/{key}"),
+            None => name,
         },
         message,
         fix,
     }
 }
 
+fn notice(r: &SecretRef<'_>, message: String) -> Notice {
+    Notice {
+        rule: RuleId::SecretRef,
+        path: r.path.clone(),
+        message,
+    }
+}
+
+/// The keys a reference needs: the one it names, or what its kind requires (TLS).
+fn wanted_keys<'a>(r: &SecretRef<'a>) -> Vec<&'a str> {
+    match r.key {
+        Some(key) => vec![key],
+        None => r.kind.required_keys().to_vec(),
+    }
+}
+
+fn has_all(keys: &BTreeSet<String>, wanted: &[&str]) -> bool {
+    wanted.iter().all(|k| keys.contains(*k))
+}
+
+fn missing_of<'a>(keys: &BTreeSet<String>, wanted: &[&'a str]) -> Vec<&'a str> {
+    wanted
+        .iter()
+        .copied()
+        .filter(|k| !keys.contains(*k))
+        .collect()
+}
+
+fn quoted_keys(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|k| format!("{k:?}"))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// A Gateway reading a Secret in another namespace needs a ReferenceGrant there. `false` when
+/// the reference is refused (a violation was added).
+fn cross_namespace_allowed(
+    inventory: &dyn Inventory,
+    context: &Context<'_>,
+    r: &SecretRef<'_>,
+    secret_namespace: &str,
+    out: &mut Findings,
+) -> bool {
+    if r.kind != RefKind::GatewayCertificate || secret_namespace == context.namespace {
+        return true;
+    }
+    let Some(grants) = inventory.reference_grants(secret_namespace) else {
+        out.notices.push(notice(
+            r,
+            format!(
+                "cannot verify that a ReferenceGrant in namespace {secret_namespace:?} lets this Gateway read secret {:?}: ReferenceGrants are not watched (their API is not served)",
+                r.name
+            ),
+        ));
+        return true;
+    };
+    if grants
+        .iter()
+        .any(|g| g.allows_secret(GATEWAY_GROUP, "Gateway", context.namespace, r.name))
+    {
+        return true;
+    }
+    let names: Vec<String> = grants.iter().map(|g| g.name.clone()).collect();
+    out.violations.push(violation(
+        r,
+        format!(
+            "no ReferenceGrant in namespace {secret_namespace:?} allows Gateways in namespace {:?} to read secret {:?} (grants there: {}); the Gateway controller refuses the certificate",
+            context.namespace,
+            r.name,
+            quoted_list(&names)
+        ),
+        format!(
+            "create a ReferenceGrant in namespace {secret_namespace:?} with from: [{{group: gateway.networking.k8s.io, kind: Gateway, namespace: {}}}] and to: [{{group: \"\", kind: Secret, name: {}}}], or copy the Secret into namespace {:?}.",
+            context.namespace, r.name, context.namespace
+        ),
+    ));
+    false
+}
+
 fn check_one(
     inventory: &dyn Inventory,
-    namespace: &str,
+    context: &Context<'_>,
     r: &SecretRef<'_>,
     budget: &mut usize,
     out: &mut Findings,
@@ -281,6 +454,22 @@ fn check_one(
         ));
         return;
     }
+    if r.kind == RefKind::IngressTls && r.name.contains('/') {
+        out.violations.push(violation(
+            r,
+            format!(
+                "{:?} is not a Secret name: an Ingress reads its TLS Secret from its own namespace {:?} and cannot name another",
+                r.name, context.namespace
+            ),
+            "copy the Secret into this namespace (or issue a Certificate here) and name it without a namespace.".to_string(),
+        ));
+        return;
+    }
+    let namespace = r.namespace.unwrap_or(context.namespace);
+    if !cross_namespace_allowed(inventory, context, r, namespace, out) {
+        return;
+    }
+    let wanted = wanted_keys(r);
     let secret = inventory.secret(namespace, r.name);
     if let Some(secret) = &secret {
         if r.kind == RefKind::PullSecret
@@ -296,26 +485,47 @@ fn check_one(
             ));
             return;
         }
-        match r.key {
-            None => return,
-            Some(key) if secret.keys.contains(key) => return,
-            Some(_) => {}
+        if has_all(&secret.keys, &wanted) {
+            return;
         }
     }
-    let producers = inventory.producers(namespace, r.name);
-    // A producer that declares the key (or any producer when no key is named) will make it.
-    let declaring = producers.iter().find(|p| match (&p.keys, r.key) {
-        (_, None) => true,
-        (ProducedKeys::Known(keys), Some(key)) => keys.contains(key),
-        (ProducedKeys::Unknown(_), _) => false,
+    // An ExternalSecret whose store does not exist produces nothing: set it aside.
+    let (producers, broken): (Vec<Producer>, Vec<Producer>) = inventory
+        .producers(namespace, r.name)
+        .into_iter()
+        .partition(|p| producer_state(inventory, p).is_ok());
+    // A producer that declares the keys (or any producer when none is needed) will make them.
+    let declaring = producers.iter().find(|p| match &p.keys {
+        ProducedKeys::Known(keys) => has_all(keys, &wanted),
+        ProducedKeys::Unknown(_) => wanted.is_empty(),
     });
     if let Some(p) = declaring {
+        if let Ok(Some(not_ready)) = producer_state(inventory, p) {
+            out.notices.push(notice(
+                r,
+                format!(
+                    "secret {:?} comes from {}, but {not_ready}",
+                    r.name,
+                    p.describe()
+                ),
+            ));
+        } else if secret.is_none() {
+            out.notices.push(notice(
+                r,
+                format!("produced by {} (secret {:?})", p.describe(), r.name),
+            ));
+        }
+        return;
+    }
+    if let Some(shim) = &context.shim {
         if secret.is_none() {
-            out.notices.push(Notice {
-                rule: RuleId::SecretRef,
-                path: r.path.clone(),
-                message: format!("produced by {} (secret {:?})", p.describe(), r.name),
-            });
+            out.notices.push(notice(
+                r,
+                format!(
+                    "secret {:?} will be created by cert-manager's ingress-shim (annotation {shim})",
+                    r.name
+                ),
+            ));
         }
         return;
     }
@@ -327,29 +537,71 @@ fn check_one(
             ProducedKeys::Unknown(why) => why.as_str(),
             ProducedKeys::Known(_) => "",
         };
-        out.notices.push(Notice {
-            rule: RuleId::SecretRef,
-            path: r.path.clone(),
-            message: format!(
-                "secret {:?} comes from {} and key {:?} cannot be verified: {why}",
+        out.notices.push(notice(
+            r,
+            format!(
+                "secret {:?} comes from {} and key {} cannot be verified: {why}",
                 r.name,
                 p.describe(),
-                r.key.unwrap_or_default()
+                quoted_keys(&wanted)
             ),
-        });
+        ));
         return;
     }
-    let key = r.key.unwrap_or_default();
-    if let Some(secret) = secret {
-        let suggestion = suggest(key, &mut || secret.keys.iter().cloned().collect());
+    if let Some(p) = broken.first() {
+        let store = producer_state(inventory, p).err().unwrap_or_default();
         out.violations.push(violation(
             r,
             format!(
-                "secret {:?} in namespace {namespace:?} has no key {key:?} (it has: {}){suggestion}",
+                "{} would produce secret {:?}, but its {store} does not exist (checked: {}), so it produces nothing",
+                p.describe(),
                 r.name,
+                inventory.source()
+            ),
+            format!(
+                "create {store}, or point spec.secretStoreRef of {} at a store that exists.",
+                p.describe()
+            ),
+        ));
+        return;
+    }
+    let tls = !r.kind.required_keys().is_empty();
+    if let Some(secret) = secret {
+        let missing = missing_of(&secret.keys, &wanted);
+        let suggestion = match missing.as_slice() {
+            [key] if !tls => suggest(key, &mut || secret.keys.iter().cloned().collect()),
+            _ => String::new(),
+        };
+        let (what, fix) = if tls {
+            (
+                format!(
+                    " (a TLS Secret needs {}; its type is {:?})",
+                    quoted_keys(&TLS_KEYS),
+                    secret.secret_type
+                ),
+                format!(
+                    "recreate it as a TLS Secret: kubectl create secret tls {} --cert=FILE --key=FILE -n {namespace}, or let a cert-manager Certificate with secretName {} produce it.",
+                    r.name, r.name
+                ),
+            )
+        } else {
+            (
+                String::new(),
+                format!(
+                    "add key {} to the Secret, or reference one of the keys it has.",
+                    quoted_keys(&missing)
+                ),
+            )
+        };
+        out.violations.push(violation(
+            r,
+            format!(
+                "secret {:?} in namespace {namespace:?} has no key {} (it has: {}){what}{suggestion}",
+                r.name,
+                quoted_keys(&missing),
                 quoted_list(&secret.keys)
             ),
-            format!("add key {key:?} to the Secret, or reference one of the keys it has."),
+            fix,
         ));
         return;
     }
@@ -358,22 +610,27 @@ fn check_one(
             ProducedKeys::Known(keys) => keys.clone(),
             ProducedKeys::Unknown(_) => BTreeSet::new(),
         };
-        let suggestion = suggest(key, &mut || keys.iter().cloned().collect());
+        let missing = missing_of(&keys, &wanted);
+        let suggestion = match missing.as_slice() {
+            [key] => suggest(key, &mut || keys.iter().cloned().collect()),
+            _ => String::new(),
+        };
         out.violations.push(violation(
             r,
             format!(
-                "{} will produce secret {:?} with keys {}, not {key:?}{suggestion}",
+                "{} will produce secret {:?} with keys {}, not {}{suggestion}",
                 p.describe(),
                 r.name,
-                quoted_list(&keys)
+                quoted_list(&keys),
+                quoted_keys(&missing)
             ),
-            producer_fix(p, key),
+            producer_fix(p, &missing),
         ));
         return;
     }
     let suggestion = suggest(r.name, &mut || inventory.secret_names(namespace));
     let elsewhere = inventory.namespaces_with_secret(r.name, namespace);
-    let elsewhere = if elsewhere.is_empty() {
+    let elsewhere = if elsewhere.is_empty() || r.kind == RefKind::GatewayCertificate {
         String::new()
     } else {
         format!(
@@ -381,32 +638,49 @@ fn check_one(
             quoted_list(&elsewhere)
         )
     };
+    let producers_checked = if r.kind == RefKind::IngressTls {
+        "no Certificate, ExternalSecret or SealedSecret produces it, and the Ingress has no cert-manager.io/cluster-issuer or cert-manager.io/issuer annotation"
+    } else {
+        "no ExternalSecret, SealedSecret or Certificate produces it"
+    };
+    let fix = match r.kind {
+        RefKind::IngressTls => format!(
+            "create TLS Secret {:?} in namespace {namespace:?} (kubectl create secret tls), a cert-manager Certificate with secretName {}, or annotate the Ingress with cert-manager.io/cluster-issuer; or remove secretName to serve the controller's default certificate.",
+            r.name, r.name
+        ),
+        RefKind::GatewayCertificate => format!(
+            "create TLS Secret {:?} in namespace {namespace:?} (kubectl create secret tls, or a cert-manager Certificate with secretName {}), or fix the name.",
+            r.name, r.name
+        ),
+        _ => format!(
+            "create Secret {:?} in namespace {namespace:?} (or what produces it) before this {}, or fix the name.",
+            r.name, context.kind
+        ),
+    };
     out.violations.push(violation(
         r,
         format!(
-            "secret {:?} not found in namespace {namespace:?}, and no ExternalSecret, SealedSecret or Certificate produces it (checked: {}){suggestion}{elsewhere}",
+            "secret {:?} not found in namespace {namespace:?}, and {producers_checked} (checked: {}){suggestion}{elsewhere}",
             r.name,
             inventory.source()
         ),
-        format!(
-            "create Secret {:?} in namespace {namespace:?} (or what produces it) before this workload, or fix the name.",
-            r.name
-        ),
+        fix,
     ));
 }
 
-fn producer_fix(p: &Producer, key: &str) -> String {
+fn producer_fix(p: &Producer, missing: &[&str]) -> String {
+    let keys = missing.join(", ");
     match p.kind {
-        crate::inventory::ProducerKind::ExternalSecret => format!(
-            "add a spec.data entry with secretKey: {key} to ExternalSecret {}, or reference a key it produces.",
+        ProducerKind::ExternalSecret => format!(
+            "add a spec.data entry with secretKey: {keys} to ExternalSecret {}, or reference a key it produces.",
             p.name
         ),
-        crate::inventory::ProducerKind::SealedSecret => format!(
-            "seal key {key} into SealedSecret {} (kubeseal --merge-into), or reference a key it produces.",
+        ProducerKind::SealedSecret => format!(
+            "seal key {keys} into SealedSecret {} (kubeseal --merge-into), or reference a key it produces.",
             p.name
         ),
-        crate::inventory::ProducerKind::Certificate => format!(
-            "reference tls.crt, tls.key or ca.crt of Certificate {}'s Secret instead of {key}.",
+        ProducerKind::Certificate => format!(
+            "reference tls.crt, tls.key or ca.crt of Certificate {}'s Secret instead of {keys}.",
             p.name
         ),
     }

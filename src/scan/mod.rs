@@ -350,6 +350,7 @@ fn evaluate(engine: &Engine, located: &Located, default_namespace: &str, report:
             group,
             kind,
             operation: &Operation::Create,
+            name,
             namespace: if namespace.is_empty() {
                 default_namespace
             } else {
