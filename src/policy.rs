@@ -159,6 +159,14 @@ pub struct Rules {
     pub placeholder_image: PlaceholderImageConfig,
     #[serde(rename = "plaintext-kafka", default)]
     pub plaintext_kafka: PlaintextKafkaConfig,
+    #[serde(rename = "placeholder-secret", default)]
+    pub placeholder_secret: PlaceholderSecretConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlaceholderSecretConfig {
+    pub mode: Option<RuleMode>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -280,6 +288,7 @@ impl Policy {
             RuleId::PlaintextKafka => self.rules.plaintext_kafka.mode,
             RuleId::RootContainer => self.rules.root_container.mode,
             RuleId::PlaceholderImage => self.rules.placeholder_image.mode,
+            RuleId::PlaceholderSecret => self.rules.placeholder_secret.mode,
         };
         own.unwrap_or_else(|| self.mode.into())
     }

@@ -82,3 +82,69 @@ fn every_rendered_overlay_passes_scan() {
         assert!(Path::new(file).exists());
     }
 }
+
+/// Renders a kustomization written into a scratch directory under target/ (kustomize only
+/// follows relative paths), returning the ValidatingWebhookConfiguration's webhooks.
+fn rendered_webhooks(kustomization: &str) -> Vec<serde_json::Value> {
+    let scratch = tempfile::tempdir_in(format!("{ROOT}/target")).unwrap();
+    std::fs::write(scratch.path().join("kustomization.yaml"), kustomization).unwrap();
+    let out = Command::new("kubectl")
+        .args(["kustomize", scratch.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let objects =
+        applyguard::inventory::manifests::parse_documents(&text, Path::new("rendered")).unwrap();
+    let vwc = objects
+        .into_iter()
+        .find(|o| o["kind"] == "ValidatingWebhookConfiguration")
+        .unwrap();
+    vwc["webhooks"].as_array().unwrap().clone()
+}
+
+#[test]
+fn secrets_have_their_own_webhook_that_fails_open_and_can_be_removed() {
+    if !have("kubectl") {
+        eprintln!("SKIPPED: kubectl is not installed; overlays not rendered");
+        return;
+    }
+    let hooks = rendered_webhooks("resources:\n  - ../../deploy/overlays/cert-manager\n");
+    let names: Vec<&str> = hooks.iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["validate.applyguard.io", "secrets.validate.applyguard.io"]
+    );
+    assert_eq!(hooks[0]["failurePolicy"], "Fail");
+    assert_eq!(hooks[1]["failurePolicy"], "Ignore");
+    let resources = |hook: &serde_json::Value| -> Vec<String> {
+        hook["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["resources"].as_array().unwrap().clone())
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(resources(&hooks[1]), ["secrets"]);
+    let main = resources(&hooks[0]);
+    assert!(!main.contains(&"secrets".to_string()), "{main:?}");
+    for kind in ["ingresses", "gateways", "externalsecrets", "rollouts"] {
+        assert!(
+            main.contains(&kind.to_string()),
+            "{kind} not intercepted: {main:?}"
+        );
+    }
+    let without = rendered_webhooks(
+        "resources:\n  - ../../deploy/overlays/cert-manager\ncomponents:\n  - ../../deploy/components/without-secrets\n",
+    );
+    let names: Vec<&str> = without
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["validate.applyguard.io"]);
+}

@@ -1,11 +1,13 @@
 //! The rules: pure functions from (object, policy) to violations, plus the types they share.
 
 mod placeholder_image;
+mod placeholder_secret;
 mod plaintext_kafka;
 mod root_container;
 mod secret_ref;
 
 pub use placeholder_image::{ImageVerdict, PlaceholderImage, classify_image, parse_reference};
+pub use placeholder_secret::{PlaceholderSecret, placeholder_kind};
 pub use plaintext_kafka::PlaintextKafka;
 pub use root_container::RootContainer;
 pub use secret_ref::SecretReferences;
@@ -23,14 +25,16 @@ pub enum RuleId {
     PlaceholderImage,
     RootContainer,
     PlaintextKafka,
+    PlaceholderSecret,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 4] = [
+    pub const ALL: [RuleId; 5] = [
         RuleId::SecretRef,
         RuleId::PlaceholderImage,
         RuleId::RootContainer,
         RuleId::PlaintextKafka,
+        RuleId::PlaceholderSecret,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +43,7 @@ impl RuleId {
             RuleId::PlaceholderImage => "placeholder-image",
             RuleId::RootContainer => "root-container",
             RuleId::PlaintextKafka => "plaintext-kafka",
+            RuleId::PlaceholderSecret => "placeholder-secret",
         }
     }
 
@@ -155,6 +160,7 @@ impl RuleSet {
                 RuleId::PlaceholderImage => {
                     Box::new(PlaceholderImage::new(&policy.rules.placeholder_image)?)
                 }
+                RuleId::PlaceholderSecret => Box::new(PlaceholderSecret),
             });
         }
         Ok(RuleSet { rules })

@@ -127,8 +127,8 @@ pub fn json(report: &Report) -> String {
 fn rule_description(rule: &str) -> (&'static str, &'static str) {
     match RuleId::parse(rule) {
         Some(RuleId::SecretRef) => (
-            "Referenced Secret or key does not exist",
-            "A pod references a Secret, or a key of a Secret, that does not exist in its namespace and that no ExternalSecret, SealedSecret or Certificate will produce; the pod would sit in CreateContainerConfigError.",
+            "Referenced Secret, key or secret store does not exist",
+            "A pod, Ingress or Gateway references a Secret, or a key of a Secret, that does not exist in its namespace and that no ExternalSecret, SealedSecret or Certificate will produce (pods sit in CreateContainerConfigError, ingress controllers serve their default certificate); or an ExternalSecret names a SecretStore or ClusterSecretStore that does not exist, so it produces nothing.",
         ),
         Some(RuleId::PlaceholderImage) => (
             "Placeholder or invalid image",
@@ -137,6 +137,10 @@ fn rule_description(rule: &str) -> (&'static str, &'static str) {
         Some(RuleId::RootContainer) => (
             "Container runs, or may run, as root",
             "The effective runAsUser is 0, or it is unset and runAsNonRoot is not true, so the image's user decides.",
+        ),
+        Some(RuleId::PlaceholderSecret) => (
+            "Secret holds a placeholder value",
+            "A Secret's stringData or data value is a placeholder (CHANGE_ME, <your-api-key>, ${VAR}, {{ ... }}, xxxx); applied, it replaces the real credential.",
         ),
         Some(RuleId::PlaintextKafka) => (
             "Kafka or ZooKeeper configured for plaintext or anonymous access",
