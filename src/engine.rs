@@ -14,7 +14,7 @@ use crate::exemptions::{self, Caller, Exemption, Matchers};
 use crate::inventory::{EmptyInventory, Inventory};
 use crate::policy::{Policy, PolicyError, RuleMode};
 use crate::rules::{Findings, Notice, ObjectSubject, RuleId, RuleSet, Subject, Violation};
-use crate::workload::{PodView, WorkloadError, WorkloadKind, raw_pod_spec};
+use crate::workload::{CustomWorkload, PodView, WorkloadError, WorkloadKind, raw_pod_spec};
 
 /// What the engine needs to know about one admission request.
 pub struct Request<'a> {
@@ -118,6 +118,8 @@ pub struct Engine {
     rules: RuleSet,
     exemptions: Matchers,
     inventory: Arc<dyn Inventory>,
+    /// The policy's `workloads:`, resolved once.
+    custom_workloads: Vec<&'static CustomWorkload>,
 }
 
 /// How rules apply to one request: modes from the namespace, and exemptions.
@@ -139,11 +141,17 @@ impl Engine {
     ) -> Result<Engine, PolicyError> {
         let rules = RuleSet::from_policy(&policy)?;
         let exemptions = Matchers::new(&policy.exemptions);
+        let custom_workloads = policy
+            .workloads
+            .iter()
+            .map(|w| CustomWorkload::interned(&w.group, &w.kind, &w.pod_template))
+            .collect();
         Ok(Engine {
             policy,
             rules,
             exemptions,
             inventory,
+            custom_workloads,
         })
     }
 
@@ -189,12 +197,18 @@ impl Engine {
         };
         let applicability = self.applicability(request.namespace, caller);
         let enabled = |rule: RuleId| applicability.modes.get(&rule) != Some(&RuleMode::Off);
-        let Some(kind) = WorkloadKind::from_group_kind(request.group, request.kind) else {
+        let Some(kind) = self.workload_kind(request.group, request.kind) else {
             return Ok(self.decide_object(request, caller, &applicability, &enabled));
         };
         let Some(object) = request.object else {
             return Ok(Decision::skip(Skip::NoPodSpec));
         };
+        if kind == WorkloadKind::Rollout
+            && raw_pod_spec(kind, object).is_none()
+            && let Some(reference) = object.get("spec").and_then(|s| s.get("workloadRef"))
+        {
+            return Ok(workload_ref_notice(reference, applicability.notes));
+        }
         // As Pod Security Admission does: an update that does not touch the pod spec is never
         // blocked, so existing workloads can always be scaled, relabelled and cleaned up.
         if matches!(request.operation, Operation::Update)
@@ -226,6 +240,16 @@ impl Engine {
             findings.notices.retain(|n| keep(&n.path));
         }
         Ok(apply_modes(findings, &applicability))
+    }
+
+    /// The workload kind of a group and kind: built in, or from the policy's `workloads:`.
+    pub fn workload_kind(&self, group: &str, kind: &str) -> Option<WorkloadKind> {
+        WorkloadKind::from_group_kind(group, kind).or_else(|| {
+            self.custom_workloads
+                .iter()
+                .find(|c| c.group == group && c.kind == kind)
+                .map(|c| WorkloadKind::Custom(c))
+        })
     }
 
     /// Kinds without a pod spec: evaluated only when a rule handles them.
@@ -266,6 +290,23 @@ impl Engine {
             enabled,
         );
         apply_modes(findings, applicability)
+    }
+}
+
+/// A Rollout that takes its pod template from another workload (`spec.workloadRef`) has
+/// nothing of its own to check: that workload is checked when it is applied. Said, not hidden.
+fn workload_ref_notice(reference: &Value, mut notes: Vec<String>) -> Decision {
+    let text = |field: &str| reference.get(field).and_then(Value::as_str).unwrap_or("");
+    notes.push(format!(
+        "this Rollout takes its pod template from {} {:?} (spec.workloadRef): applyguard checks that {} when it is applied, not here",
+        if text("kind").is_empty() { "a workload" } else { text("kind") },
+        text("name"),
+        if text("kind").is_empty() { "workload" } else { text("kind") },
+    ));
+    Decision {
+        policy_notes: notes,
+        skipped: Some(Skip::NoPodSpec),
+        ..Decision::default()
     }
 }
 

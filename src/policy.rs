@@ -90,6 +90,20 @@ pub struct Policy {
     pub rules: Rules,
     #[serde(default)]
     pub exemptions: Exemptions,
+    /// Further pod-template kinds to evaluate like Deployments (`{group, kind, podTemplate}`).
+    #[serde(default)]
+    pub workloads: Vec<WorkloadEntry>,
+}
+
+/// A custom resource that carries a pod template, as Kyverno's autogen and Gatekeeper's
+/// ExpansionTemplate name them. kube-apiserver only sends it once the webhook has a rule for it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadEntry {
+    pub group: String,
+    pub kind: String,
+    /// Dotted path to the PodTemplateSpec (`spec.template`); its `spec` is the pod spec.
+    pub pod_template: String,
 }
 
 /// Who and what is exempt. An exemption turns a violation into a warning that names it.
@@ -241,6 +255,32 @@ impl Policy {
 
     /// Checks what serde cannot: patterns compile and prefixes are well formed.
     fn validate(&self) -> Result<(), String> {
+        for (i, w) in self.workloads.iter().enumerate() {
+            let at = format!("workloads[{i}]");
+            if w.group.trim().is_empty() || w.kind.trim().is_empty() {
+                return Err(format!("{at}: group and kind must both be set"));
+            }
+            if crate::workload::WorkloadKind::from_group_kind(&w.group, &w.kind).is_some() {
+                return Err(format!(
+                    "{at}: {}/{} is already evaluated; list only kinds applyguard does not know",
+                    w.group, w.kind
+                ));
+            }
+            let segment_ok =
+                |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !w.pod_template.split('.').all(segment_ok) {
+                return Err(format!(
+                    "{at}: podTemplate {:?} must be a dotted field path such as spec.template",
+                    w.pod_template
+                ));
+            }
+            if self.workloads[..i]
+                .iter()
+                .any(|o| o.group == w.group && o.kind == w.kind)
+            {
+                return Err(format!("{at}: {}/{} is listed twice", w.group, w.kind));
+            }
+        }
         let e = &self.exemptions;
         for (key, list) in [
             ("systemNamespaces", &e.system_namespaces),

@@ -22,10 +22,54 @@ pub enum WorkloadKind {
     ReplicationController,
     Job,
     CronJob,
+    /// Argo Rollouts (`argoproj.io` Rollout): `spec.template`, like a Deployment.
+    Rollout,
+    /// A pod-template kind named in the policy's `workloads:`.
+    Custom(&'static CustomWorkload),
+}
+
+/// A pod-template kind from the policy (`{group, kind, podTemplate: spec.template}`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct CustomWorkload {
+    pub group: &'static str,
+    pub kind: &'static str,
+    /// Segments from the object's root to the pod spec (the template's `spec`).
+    pub path: &'static [&'static str],
+    /// The same, dotted, as field paths in messages start.
+    pub prefix: &'static str,
+}
+
+impl CustomWorkload {
+    /// The workload for a policy entry. Entries are few and a policy reload repeats them, so
+    /// each distinct entry is made `'static` once and reused (a reload never grows memory).
+    pub fn interned(group: &str, kind: &str, pod_template: &str) -> &'static CustomWorkload {
+        static INTERNED: std::sync::Mutex<Vec<&'static CustomWorkload>> =
+            std::sync::Mutex::new(Vec::new());
+        let prefix = format!("{pod_template}.spec");
+        let mut interned = INTERNED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = interned
+            .iter()
+            .find(|c| c.group == group && c.kind == kind && c.prefix == prefix)
+        {
+            return found;
+        }
+        let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+        let prefix = leak(&prefix);
+        let path: Vec<&'static str> = prefix.split('.').collect();
+        let workload: &'static CustomWorkload = Box::leak(Box::new(CustomWorkload {
+            group: leak(group),
+            kind: leak(kind),
+            path: Box::leak(path.into_boxed_slice()),
+            prefix,
+        }));
+        interned.push(workload);
+        workload
+    }
 }
 
 impl WorkloadKind {
-    /// Maps an API group and kind to a workload kind; `None` for kinds with no pod spec.
+    /// Maps an API group and kind to a built-in workload kind; `None` for kinds with no pod
+    /// spec (the engine then looks at the policy's `workloads:`).
     pub fn from_group_kind(group: &str, kind: &str) -> Option<WorkloadKind> {
         Some(match (group, kind) {
             ("", "Pod") => WorkloadKind::Pod,
@@ -36,6 +80,7 @@ impl WorkloadKind {
             ("", "ReplicationController") => WorkloadKind::ReplicationController,
             ("batch", "Job") => WorkloadKind::Job,
             ("batch", "CronJob") => WorkloadKind::CronJob,
+            ("argoproj.io", "Rollout") => WorkloadKind::Rollout,
             _ => return None,
         })
     }
@@ -45,6 +90,7 @@ impl WorkloadKind {
         match self {
             WorkloadKind::Pod => &["spec"],
             WorkloadKind::CronJob => &["spec", "jobTemplate", "spec", "template", "spec"],
+            WorkloadKind::Custom(custom) => custom.path,
             _ => &["spec", "template", "spec"],
         }
     }
@@ -54,6 +100,7 @@ impl WorkloadKind {
         match self {
             WorkloadKind::Pod => "spec",
             WorkloadKind::CronJob => "spec.jobTemplate.spec.template.spec",
+            WorkloadKind::Custom(custom) => custom.prefix,
             _ => "spec.template.spec",
         }
     }
@@ -285,6 +332,32 @@ mod tests {
                     "debug"
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn rollouts_and_policy_kinds() {
+        let rollout =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}});
+        let kind = WorkloadKind::from_group_kind("argoproj.io", "Rollout").unwrap();
+        let pod = PodView::from_object(kind, &rollout).unwrap().unwrap();
+        assert_eq!(
+            pod.containers().next().unwrap().path,
+            "spec.template.spec.containers[0]"
+        );
+        let custom = CustomWorkload::interned("apps.kruise.io", "CloneSet", "spec.template");
+        assert!(std::ptr::eq(
+            custom,
+            CustomWorkload::interned("apps.kruise.io", "CloneSet", "spec.template")
+        ));
+        let nested = CustomWorkload::interned("example.com", "Runner", "spec.runner.podTemplate");
+        let object = json!({"spec": {"runner": {"podTemplate": {"spec": {"containers": [{"name": "r", "image": "x"}]}}}}});
+        let pod = PodView::from_object(WorkloadKind::Custom(nested), &object)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            pod.containers().next().unwrap().path,
+            "spec.runner.podTemplate.spec.containers[0]"
         );
     }
 
