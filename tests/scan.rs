@@ -327,6 +327,8 @@ fn sarif_validates_against_the_2_1_0_schema() {
             "placeholder-image",
             "root-container",
             "plaintext-kafka",
+            "placeholder-secret",
+            "duplicate-object",
             "invalid-manifest"
         ]
     );
@@ -372,4 +374,93 @@ fn exit_codes() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("nope"));
     let bad_format = scan(&["--format", "xml", &fixture("clean-kustomize")]);
     assert_eq!(bad_format.status.code(), Some(2));
+}
+
+/// A repository shaped like the audited trading platform: Ingresses, ExternalSecrets whose
+/// ClusterSecretStore is nowhere, a producer defined twice (once without a key a Deployment
+/// reads), a CHANGE_ME Secret template and an Argo Rollout. Every finding at its file and line.
+#[test]
+fn the_audited_repository_shape_is_caught_file_by_file() {
+    let (code, report) = json_report(&[&fixture("audit-repo")]);
+    assert_eq!(code, 1, "{report:#}");
+    let mut got = findings(&report, "enforce");
+    got.sort();
+    let want = [
+        (
+            "deployments.yaml:1",
+            "secret-ref",
+            "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef",
+        ),
+        (
+            "externalsecrets.yaml:16",
+            "duplicate-object",
+            "metadata.name",
+        ),
+        (
+            "externalsecrets.yaml:3",
+            "secret-ref",
+            "spec.secretStoreRef",
+        ),
+        (
+            "feast-offline-store.yaml:2",
+            "duplicate-object",
+            "metadata.name",
+        ),
+        ("ingresses.yaml:4", "secret-ref", "spec.tls[0].secretName"),
+        (
+            "rollout.yaml:3",
+            "root-container",
+            "spec.template.spec.containers[0].securityContext.runAsNonRoot",
+        ),
+        (
+            "rollout.yaml:3",
+            "secret-ref",
+            "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef",
+        ),
+        (
+            "secret-template.yaml:3",
+            "placeholder-secret",
+            "stringData.api-key",
+        ),
+        (
+            "secret-template.yaml:3",
+            "placeholder-secret",
+            "stringData.api-secret",
+        ),
+    ];
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(got, want);
+    let message = |file: &str, rule: &str| -> String {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["file"].as_str().unwrap().ends_with(file) && f["rule"] == rule)
+            .map(|f| f["message"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    // The duplicated producer: only the key both definitions declare counts.
+    assert!(
+        message("deployments.yaml", "secret-ref")
+            .contains("with keys \"password\", not \"username\"")
+    );
+    assert!(
+        message("rollout.yaml", "secret-ref")
+            .contains("ClusterSecretStore aether-vault does not exist")
+    );
+    let duplicate = message("feast-offline-store.yaml", "duplicate-object");
+    assert!(
+        duplicate.contains("externalsecrets.yaml:16")
+            && duplicate.contains("feast-offline-store.yaml:2"),
+        "{duplicate}"
+    );
+    // No value of the Secret template is in the report.
+    let text = report.to_string();
+    assert!(!text.contains("CHANGE_ME"), "{text}");
+    // The ingress-shim Ingress and the key both definitions declare are notices, not violations.
+    let notices = findings(&report, "notice");
+    assert_eq!(notices.len(), 2, "{notices:?}");
 }

@@ -310,11 +310,90 @@ pub fn scan(
             partial
         })
         .collect();
+    report
+        .findings
+        .extend(duplicates(&objects, &options.namespace));
     for partial in results {
         report.findings.extend(partial.findings);
         report.errors.extend(partial.errors);
     }
     Ok(report)
+}
+
+/// The rule id of a duplicated object: a scan-only check, as only a set of files can hold one
+/// object twice (the API server holds each name once).
+pub const DUPLICATE_OBJECT: &str = "duplicate-object";
+
+/// Objects defined more than once in the set (same group, kind, namespace after defaulting,
+/// and name): kustomize refuses such a set, and `kubectl apply -f dir/` keeps whichever file
+/// it reads last, so what is deployed depends on file order. One finding per definition, each
+/// naming every place the object is defined.
+fn duplicates(objects: &[Located], default_namespace: &str) -> Vec<Finding> {
+    let mut definitions: std::collections::BTreeMap<(String, String, String, String), Vec<usize>> =
+        std::collections::BTreeMap::new();
+    for (i, located) in objects.iter().enumerate() {
+        let object = &located.object;
+        let name = str_at(object, &["metadata", "name"]);
+        if name.is_empty() {
+            continue;
+        }
+        let api_version = str_at(object, &["apiVersion"]);
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let kind = str_at(object, &["kind"]);
+        let namespace = match str_at(object, &["metadata", "namespace"]) {
+            "" if CLUSTER_SCOPED.contains(&kind) => "",
+            "" => default_namespace,
+            ns => ns,
+        };
+        definitions
+            .entry((
+                group.to_string(),
+                kind.to_string(),
+                namespace.to_string(),
+                name.to_string(),
+            ))
+            .or_default()
+            .push(i);
+    }
+    let mut findings = Vec::new();
+    for ((_, kind, namespace, name), places) in definitions {
+        if places.len() < 2 {
+            continue;
+        }
+        let listed: Vec<String> = places
+            .iter()
+            .map(|&i| format!("{}:{}", objects[i].file, objects[i].line))
+            .collect();
+        let last = &listed[listed.len() - 1];
+        for &i in &places {
+            let located = &objects[i];
+            findings.push(Finding {
+                file: located.file.clone(),
+                line: located.line,
+                api_version: str_at(&located.object, &["apiVersion"]).to_string(),
+                kind: kind.clone(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+                rule: DUPLICATE_OBJECT,
+                level: Level::Enforce,
+                path: "metadata.name".to_string(),
+                value: name.clone(),
+                message: format!(
+                    "{kind} {} is defined {} times ({}): kustomize refuses this set; kubectl apply keeps the last one it reads ({last}){}",
+                    if namespace.is_empty() { name.clone() } else { format!("{namespace}/{name}") },
+                    places.len(),
+                    listed.join(", "),
+                    if kind == "Secret" || crate::inventory::CustomKind::from_type(str_at(&located.object, &["apiVersion"]), &kind).is_some() {
+                        "; a Secret key counts as produced only if every definition declares it"
+                    } else {
+                        ""
+                    }
+                ),
+                fix: "keep one definition (merge the two), or give them different names.".to_string(),
+            });
+        }
+    }
+    findings
 }
 
 fn evaluate(engine: &Engine, located: &Located, default_namespace: &str, report: &mut Report) {

@@ -146,6 +146,10 @@ fn rule_description(rule: &str) -> (&'static str, &'static str) {
             "Kafka or ZooKeeper configured for plaintext or anonymous access",
             "A Kafka listener, client or ZooKeeper connection uses PLAINTEXT or SASL_PLAINTEXT (or anonymous access) on the network.",
         ),
+        None if rule == super::DUPLICATE_OBJECT => (
+            "Object defined more than once",
+            "The same group, kind, namespace and name is defined in more than one place in the scanned set; kustomize refuses it and kubectl apply keeps whichever it reads last.",
+        ),
         None => (
             "Manifest cannot be used",
             "A document does not parse, has duplicate keys, or holds an object applyguard cannot read; kubectl would reject it.",
@@ -159,6 +163,7 @@ const INVALID_MANIFEST: &str = "invalid-manifest";
 /// SARIF 2.1.0: one rule per rule id, results located by file and line.
 pub fn sarif(report: &Report) -> String {
     let mut rule_ids: Vec<&str> = RuleId::ALL.iter().map(|r| r.as_str()).collect();
+    rule_ids.push(super::DUPLICATE_OBJECT);
     rule_ids.push(INVALID_MANIFEST);
     let index: BTreeMap<&str, usize> = rule_ids.iter().enumerate().map(|(i, r)| (*r, i)).collect();
     let rules: Vec<Value> = rule_ids
