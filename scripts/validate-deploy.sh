@@ -90,6 +90,7 @@ if ((review)); then
 		--cases tests/kind/cases.tsv --manifests tests/kind/manifests/cases \
 		--enforce-config deploy/base/policy.yaml --warn-config deploy/components/warn/policy.yaml \
 		--inventory tests/kind/manifests/setup/namespaces.yaml \
+		--inventory tests/kind/manifests/cases/secretstore-vault.yaml \
 		--inventory tests/kind/manifests/cases/externalsecret-app-db.yaml) || status=1
 fi
 

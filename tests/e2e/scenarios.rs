@@ -124,7 +124,8 @@ fn e2e_manifest(file: &str) -> String {
 // not what is expected, for the failure report.
 
 /// Refused by applyguard: kubectl's own "Error from server (Forbidden) ... admission webhook
-/// "validate.applyguard.io" denied the request:" followed by "[rule] path" and `text`.
+/// "validate.applyguard.io" (or "secrets.validate.applyguard.io") denied the request:" followed by
+/// "[rule] path" and `text`.
 pub fn denied(out: &Out, rule: &str, path: &str, text: &str) -> Result<(), String> {
     let err = out.stderr.as_str();
     let ok = !out.ok()
@@ -138,7 +139,7 @@ pub fn denied(out: &Out, rule: &str, path: &str, text: &str) -> Result<(), Strin
 pub fn denied_by_webhook(out: &Out, rule: &str, path: &str, text: &str) -> Result<(), String> {
     let err = out.stderr.as_str();
     let ok = !out.ok()
-        && err.contains("admission webhook \"validate.applyguard.io\" denied the request")
+        && err.contains("validate.applyguard.io\" denied the request")
         && err.contains(&format!("[{rule}] {path}"))
         && err.contains("Fix: ")
         && (text.is_empty() || err.contains(text));
@@ -384,14 +385,34 @@ fn producers(suite: &mut Suite, env: &Env) -> Result<(), String> {
         "crd/sealedsecrets.bitnami.com",
         "crd/certificates.cert-manager.io",
         "crd/kafkas.kafka.strimzi.io",
+        "crd/secretstores.external-secrets.io",
+        "crd/clustersecretstores.external-secrets.io",
+        "crd/rollouts.argoproj.io",
     ]);
     suite.check("CRDs established", out.ok(), || out.show());
     for ns in ["ag-enforce", "ag-warn"] {
-        let out = env.kubectl(&["apply", "-n", ns, "-f", &case("externalsecret-app-db.yaml")]);
+        let out = env.kubectl(&["apply", "-n", ns, "-f", &case("secretstore-vault.yaml")]);
         suite.check(
-            &format!("ExternalSecret app-db created in {ns}"),
+            &format!("SecretStore vault created in {ns}"),
             out.ok(),
             || out.show(),
+        );
+    }
+    // The ExternalSecret's own check needs its store in the cache: the store watch starts when
+    // its CRD is established, and the store must have been seen by then.
+    for ns in ["ag-enforce", "ag-warn"] {
+        suite.eventually(
+            &format!("ExternalSecret app-db created in {ns} once its SecretStore is known"),
+            Duration::from_secs(15),
+            || {
+                let out =
+                    env.kubectl(&["apply", "-n", ns, "-f", &case("externalsecret-app-db.yaml")]);
+                if out.ok() && !out.stderr.contains("Warning:") {
+                    Ok(())
+                } else {
+                    Err(out.show())
+                }
+            },
         );
     }
     let ns = "ag-enforce";

@@ -190,9 +190,12 @@ kind load docker-image "$image" --name "$cluster"
 log "before applyguard: CRDs, namespaces, ExternalSecrets, a legacy Deployment"
 kubectl apply -f "$here/manifests/crds/"
 kubectl wait --for condition=Established --timeout=60s crd/externalsecrets.external-secrets.io \
-	crd/sealedsecrets.bitnami.com crd/certificates.cert-manager.io crd/kafkas.kafka.strimzi.io
+	crd/sealedsecrets.bitnami.com crd/certificates.cert-manager.io crd/kafkas.kafka.strimzi.io \
+	crd/secretstores.external-secrets.io crd/clustersecretstores.external-secrets.io \
+	crd/rollouts.argoproj.io
 kubectl apply -f "$here/manifests/setup/namespaces.yaml"
 for ns in ag-enforce ag-warn; do
+	kubectl apply -n "$ns" -f "$cases/secretstore-vault.yaml"
 	kubectl apply -n "$ns" -f "$cases/externalsecret-app-db.yaml"
 done
 # Created before the webhook exists, and in violation of root-container.
