@@ -782,3 +782,135 @@ async fn duplicated_and_out_of_order_watch_events_never_undo_newer_state() {
     })
     .await;
 }
+
+/// SecretStores, ClusterSecretStores and ReferenceGrants are watched where their API is served:
+/// unknown (never "missing") before, known once listed, unknown again when the API goes.
+#[tokio::test]
+async fn stores_and_reference_grants_are_watched_where_served() {
+    use applyguard::inventory::{StoreKind, StoreLookup, StoreRef};
+    let api = FakeApiServer::start().await;
+    api.add_resource(
+        "external-secrets.io",
+        "v1",
+        "ExternalSecret",
+        "externalsecrets",
+        true,
+    );
+    api.apply(
+        "external-secrets.io",
+        "v1",
+        "externalsecrets",
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": {"name": "risk-db", "namespace": "shop", "resourceVersion": "1"},
+            "spec": {"secretStoreRef": {"kind": "ClusterSecretStore", "name": "aether-vault"},
+                "data": [{"secretKey": "password", "remoteRef": {"key": "risk"}}]}}),
+    );
+    let (inventory, engine) = started(&api, "").await;
+    let store = StoreRef {
+        kind: StoreKind::ClusterSecretStore,
+        name: "aether-vault".to_string(),
+    };
+    assert_eq!(inventory.secret_store("shop", &store), StoreLookup::Unknown);
+    assert_eq!(inventory.reference_grants("certs"), None);
+    // Without the store API the ExternalSecret counts as a producer (nothing says otherwise).
+    let pod = pod_referencing("risk-db", "password");
+    assert!(decide(&engine, &pod).allowed());
+
+    api.add_resource(
+        "external-secrets.io",
+        "v1",
+        "SecretStore",
+        "secretstores",
+        true,
+    );
+    api.add_resource(
+        "external-secrets.io",
+        "v1",
+        "ClusterSecretStore",
+        "clustersecretstores",
+        false,
+    );
+    api.add_resource(
+        "gateway.networking.k8s.io",
+        "v1beta1",
+        "ReferenceGrant",
+        "referencegrants",
+        true,
+    );
+    let inv = inventory.clone();
+    let wanted = store.clone();
+    eventually("stores listed", move || {
+        inv.secret_store("shop", &wanted) == StoreLookup::Missing
+    })
+    .await;
+    let d = decide(&engine, &pod);
+    assert!(!d.allowed());
+    assert!(
+        d.denied_by[0]
+            .message
+            .contains("its ClusterSecretStore aether-vault does not exist"),
+        "{}",
+        d.denied_by[0].message
+    );
+
+    api.apply(
+        "external-secrets.io",
+        "v1",
+        "clustersecretstores",
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
+            "metadata": {"name": "aether-vault", "resourceVersion": "2"},
+            "spec": {"provider": {"fake": {}}},
+            "status": {"conditions": [{"type": "Ready", "status": "False",
+                "reason": "InvalidProviderConfig", "message": "unable to log in"}]}}),
+    );
+    let inv = inventory.clone();
+    let wanted = store.clone();
+    eventually("ClusterSecretStore watched", move || {
+        matches!(
+            inv.secret_store("any-namespace", &wanted),
+            StoreLookup::Found(_)
+        )
+    })
+    .await;
+    let d = decide(&engine, &pod);
+    assert!(d.allowed(), "{:?}", d.denied_by);
+    assert!(
+        d.notices[0]
+            .message
+            .contains("is not Ready (InvalidProviderConfig: unable to log in)"),
+        "{:?}",
+        d.notices
+    );
+
+    api.apply(
+        "gateway.networking.k8s.io",
+        "v1beta1",
+        "referencegrants",
+        json!({"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+            "metadata": {"name": "edge", "namespace": "certs", "resourceVersion": "3"},
+            "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "edge"}],
+                "to": [{"group": "", "kind": "Secret"}]}}),
+    );
+    let inv = inventory.clone();
+    eventually("ReferenceGrant watched", move || {
+        inv.reference_grants("certs").is_some_and(|g| g.len() == 1)
+    })
+    .await;
+    assert!(
+        inventory.reference_grants("certs").unwrap()[0].allows_secret(
+            "gateway.networking.k8s.io",
+            "Gateway",
+            "edge",
+            "wildcard-tls"
+        )
+    );
+
+    // The store API goes: stores are unknown again, not "missing".
+    api.remove_resource("external-secrets.io", "v1", "clustersecretstores");
+    let inv = inventory.clone();
+    eventually("ClusterSecretStores forgotten", move || {
+        inv.secret_store("shop", &store) == StoreLookup::Unknown
+    })
+    .await;
+    assert_eq!(inventory.readiness(), Readiness::Ready);
+}
