@@ -27,7 +27,46 @@ const FIXTURES: &[&str] = &[
     "deployment-secrets-denied",
     "statefulset-kafka-plaintext-denied",
     "kafka-strimzi-plain-listener-denied",
+    "ingress-tls-missing-denied",
+    "secret-placeholder-denied",
+    "rollout-create-denied",
+    "externalsecret-missing-store-denied",
 ];
+
+/// The kinds beyond pods, reviewed offline: each denied by the rule and at the field it names.
+#[test]
+fn review_denies_the_kinds_beyond_pods() {
+    for (name, rule_and_path) in [
+        (
+            "ingress-tls-missing-denied",
+            "[secret-ref] spec.tls[0].secretName",
+        ),
+        (
+            "secret-placeholder-denied",
+            "[placeholder-secret] data.password",
+        ),
+        (
+            "rollout-create-denied",
+            "[root-container] spec.template.spec.containers[0].securityContext.runAsNonRoot",
+        ),
+        (
+            "externalsecret-missing-store-denied",
+            "[secret-ref] spec.secretStoreRef",
+        ),
+    ] {
+        let output = Command::new(BIN)
+            .args(["review", &fixture_path(name)])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{name}");
+        let review: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(review["response"]["allowed"], false, "{name}: {review}");
+        let message = review["response"]["status"]["message"].as_str().unwrap();
+        assert!(message.contains(rule_and_path), "{name}: {message}");
+        // The placeholder Secret's value never comes back.
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("Q0hBTkdFX01F"));
+    }
+}
 
 fn inventory_dir() -> String {
     format!("{}/tests/fixtures/inventory", env!("CARGO_MANIFEST_DIR"))
