@@ -666,3 +666,94 @@ fn a_certificate_close_to_expiry_is_warned_about_in_the_logs() {
         "{line}"
     );
 }
+
+/// `kubectl applyguard scan`: kubectl runs any `kubectl-<name>` on PATH as a plugin, so a link
+/// named kubectl-applyguard is all the plugin needs.
+#[test]
+fn works_as_a_kubectl_plugin() {
+    let Ok(version) = Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+    else {
+        eprintln!("SKIPPED: kubectl is not installed; the plugin form is not exercised");
+        return;
+    };
+    assert!(version.status.success());
+    let bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(BIN, bin.path().join("kubectl-applyguard")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let fixture = format!(
+        "{}/tests/fixtures/scan/audit-repo",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let plugin = Command::new("kubectl")
+        .args(["applyguard", "scan", "--format", "json", &fixture])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let direct = Command::new(BIN)
+        .args(["scan", "--format", "json", &fixture])
+        .output()
+        .unwrap();
+    assert_eq!(
+        plugin.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&plugin.stderr)
+    );
+    assert_eq!(plugin.stdout, direct.stdout);
+    let listed = Command::new("kubectl")
+        .args(["plugin", "list"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("kubectl-applyguard"),
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+}
+
+/// The pre-commit hook scans the directories in its args as one set (cross-file references
+/// resolve), never the staged files one by one.
+#[test]
+fn the_pre_commit_hook_scans_whole_directories() {
+    let text = std::fs::read_to_string(format!(
+        "{}/.pre-commit-hooks.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let hooks: Vec<serde_json::Value> = serde_yaml_ng::from_str(&text).unwrap();
+    assert_eq!(hooks.len(), 1);
+    let hook = &hooks[0];
+    assert_eq!(hook["id"], "applyguard-scan");
+    assert_eq!(hook["entry"], "applyguard scan");
+    assert_eq!(hook["language"], "rust");
+    assert_eq!(hook["pass_filenames"], false);
+    // What pre-commit runs: entry + args, in the repository root.
+    let args: Vec<String> = hook["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let output = Command::new(BIN)
+        .arg("scan")
+        .args(&args)
+        .current_dir(format!(
+            "{}/tests/fixtures/scan/external-secret",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}

@@ -133,12 +133,13 @@ fn each_rule_family_is_reported_with_file_line_and_path() {
             "{dir}"
         );
     }
-    // The text format: one line per violation, then the summary.
+    // The text format: one line per violation (message, value and fix, as the denial has them),
+    // then the summary.
     let output = scan(&[&fixture("missing-secret")]);
     let text = stdout(&output);
     let first = text.lines().next().unwrap();
     assert!(
-        first.ends_with("deployment.yaml:2 Deployment/edge/gateway secret-ref spec.template.spec.volumes[0].secret: secret \"gateway-client-tls\" not found in namespace \"edge\", and no ExternalSecret, SealedSecret or Certificate produces it (checked: the scanned manifests). Fix: create Secret \"gateway-client-tls\" in namespace \"edge\" (or what produces it) before this workload, or fix the name."),
+        first.ends_with("deployment.yaml:2 Deployment/edge/gateway secret-ref spec.template.spec.volumes[0].secret: secret \"gateway-client-tls\" not found in namespace \"edge\", and no ExternalSecret, SealedSecret or Certificate produces it (checked: the scanned manifests) (value: \"gateway-client-tls\"). Fix: create Secret \"gateway-client-tls\" in namespace \"edge\" (or what produces it) before this workload, or fix the name."),
         "{first}"
     );
     assert!(
@@ -463,4 +464,35 @@ fn the_audited_repository_shape_is_caught_file_by_file() {
     // The ingress-shim Ingress and the key both definitions declare are notices, not violations.
     let notices = findings(&report, "notice");
     assert_eq!(notices.len(), 2, "{notices:?}");
+}
+
+/// An empty file, or the empty stdin of a failed `kubectl kustomize ... |`, is unusable input.
+#[test]
+fn empty_input_is_an_error_not_a_pass() {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_applyguard"))
+        .args(["scan", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.starts_with("<stdin>: error: no documents to scan"),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.yaml"), "# nothing yet\n---\n").unwrap();
+    let output = scan(&[dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    // A file with only non-Kubernetes documents (a kustomization) is not empty input.
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n",
+    )
+    .unwrap();
+    assert_eq!(scan(&[dir.path().to_str().unwrap()]).status.code(), Some(0));
 }

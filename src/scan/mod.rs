@@ -287,6 +287,23 @@ pub fn scan(
             }
         }
     }
+    // An empty file, or the empty stdin of a `kubectl kustomize ... |` that failed, must not
+    // pass as "nothing wrong".
+    if report.objects == 0 && report.skipped_not_kubernetes == 0 && report.errors.is_empty() {
+        report.errors.push(InputError {
+            file: options
+                .paths
+                .iter()
+                .map(|p| if p == "-" { "<stdin>" } else { p.as_str() })
+                .collect::<Vec<_>>()
+                .join(", "),
+            line: None,
+            message: format!(
+                "no documents to scan ({} file(s), {} empty document(s)): the input is empty; if it comes from `kubectl kustomize` or `helm template` through a pipe, that command failed",
+                report.files, report.skipped_empty
+            ),
+        });
+    }
     let mut inventory = if options.inventory.is_empty() {
         ManifestInventory::from_objects(std::iter::empty(), &options.namespace, String::new())
     } else {

@@ -54,7 +54,13 @@ pub fn text(report: &Report) -> String {
             Level::Notice => " (note)",
             Level::Exempt => " (exempt)",
         };
-        let stop = if f.message.ends_with(['.', '?', '!']) {
+        // The same detail as the webhook's denial: the message, the offending value, the fix.
+        let value = if f.value.is_empty() {
+            String::new()
+        } else {
+            format!(" (value: {:?})", f.value)
+        };
+        let stop = if value.is_empty() && f.message.ends_with(['.', '?', '!']) {
             ""
         } else {
             "."
@@ -65,7 +71,7 @@ pub fn text(report: &Report) -> String {
             format!("{stop} Fix: {}", f.fix)
         };
         out.push_str(&format!(
-            "{}:{} {} {}{tag} {}: {}{fix}\n",
+            "{}:{} {} {}{tag} {}: {}{value}{fix}\n",
             f.file,
             f.line,
             object_ref(&f.namespace, &f.kind, &f.name),
