@@ -262,6 +262,7 @@ fn json_schema_is_stable() {
             "objects",
             "skippedEmpty",
             "skippedNotKubernetes",
+            "skippedPatches",
             "warn"
         ]
     );
@@ -330,6 +331,7 @@ fn sarif_validates_against_the_2_1_0_schema() {
             "plaintext-kafka",
             "placeholder-secret",
             "duplicate-object",
+            "not-in-kustomization",
             "invalid-manifest"
         ]
     );
@@ -495,4 +497,52 @@ fn empty_input_is_an_error_not_a_pass() {
     )
     .unwrap();
     assert_eq!(scan(&[dir.path().to_str().unwrap()]).status.code(), Some(0));
+}
+
+/// A kustomize tree scanned as files: base, two overlays whose patch files (strategic merge,
+/// `patches`, JSON 6902) are partial objects, and a directory no kustomization lists.
+#[test]
+fn a_kustomize_tree_is_read_as_kustomize_reads_it() {
+    let (code, report) = json_report(&[&fixture("kustomize-tree")]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["summary"]["skippedPatches"], 3);
+    assert_eq!(
+        report["summary"]["objects"], 2,
+        "base's Deployment and Secret"
+    );
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0]["rule"], "not-in-kustomization");
+    assert_eq!(findings[0]["level"], "notice");
+    assert!(
+        findings[0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("legacy/old-deployment.yaml")
+    );
+    // The same unlisted file scanned on its own is evaluated.
+    let (code, report) = json_report(&[&format!(
+        "{}/legacy/old-deployment.yaml",
+        fixture("kustomize-tree")
+    )]);
+    assert_eq!(code, 1);
+    assert!(!findings_of(&report, "placeholder-image").is_empty());
+    // What the tree scan spares: the same patch scanned on its own, as a whole object, is a
+    // container without an image running as root.
+    let (code, report) = json_report(&[&format!(
+        "{}/overlays/staging/resources-patch.yaml",
+        fixture("kustomize-tree")
+    )]);
+    assert_eq!(code, 1);
+    assert!(!findings_of(&report, "placeholder-image").is_empty());
+}
+
+fn findings_of(report: &Value, rule: &str) -> Vec<Value> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == rule)
+        .cloned()
+        .collect()
 }

@@ -2,6 +2,7 @@
 //! scanned objects are also the inventory, so a Secret defined elsewhere in the set (or by an
 //! ExternalSecret, SealedSecret or Certificate in it) counts as existing.
 
+mod kustomize;
 pub mod report;
 mod yaml;
 
@@ -81,6 +82,8 @@ pub struct Report {
     pub skipped_empty: usize,
     /// Documents that are not Kubernetes objects (Kustomization, Helm values, ...).
     pub skipped_not_kubernetes: usize,
+    /// Files a kustomization lists as patches: partial objects, never evaluated alone.
+    pub skipped_patches: usize,
     pub findings: Vec<Finding>,
     pub errors: Vec<InputError>,
 }
@@ -228,6 +231,21 @@ fn read_inputs(
                 continue;
             }
         };
+        // A directory with kustomizations is read as kustomize reads it.
+        let layout = kustomize::layout(Path::new(path), &files).unwrap_or_default();
+        let files: Vec<PathBuf> = files
+            .into_iter()
+            .filter(|file| {
+                if layout.patches.contains(file) {
+                    report.skipped_patches += 1;
+                    return false;
+                }
+                if layout.unlisted.contains(file) && seen.insert(file.clone()) {
+                    report.findings.push(not_in_kustomization(file, path));
+                }
+                !layout.unlisted.contains(file)
+            })
+            .collect();
         for file in files {
             if !seen.insert(file.clone()) {
                 continue;
@@ -335,6 +353,28 @@ pub fn scan(
         report.errors.extend(partial.errors);
     }
     Ok(report)
+}
+
+/// The rule id of the notice for a manifest no kustomization includes.
+pub const NOT_IN_KUSTOMIZATION: &str = "not-in-kustomization";
+
+fn not_in_kustomization(file: &Path, root: &str) -> Finding {
+    Finding {
+        file: file.display().to_string(),
+        line: 1,
+        api_version: String::new(),
+        kind: String::new(),
+        namespace: String::new(),
+        name: String::new(),
+        rule: NOT_IN_KUSTOMIZATION,
+        level: Level::Notice,
+        path: String::new(),
+        value: String::new(),
+        message: format!(
+            "not evaluated: no kustomization under {root} includes this file, so kustomize does not deploy it"
+        ),
+        fix: "list it in a kustomization's resources if it is deployed, or remove it; scan it on its own (applyguard scan FILE) to check it anyway.".to_string(),
+    }
 }
 
 /// The rule id of a duplicated object: a scan-only check, as only a set of files can hold one

@@ -31,7 +31,10 @@ pub fn render(report: &Report, format: Format) -> String {
 }
 
 fn object_ref(namespace: &str, kind: &str, name: &str) -> String {
-    if namespace.is_empty() {
+    if kind.is_empty() {
+        // A finding about a file rather than an object.
+        "-".to_string()
+    } else if namespace.is_empty() {
         format!("{kind}/{name}")
     } else {
         format!("{kind}/{namespace}/{name}")
@@ -70,23 +73,32 @@ pub fn text(report: &Report) -> String {
         } else {
             format!("{stop} Fix: {}", f.fix)
         };
+        let subject = if f.kind.is_empty() {
+            // About the file, not an object in it.
+            format!("{}{tag}", f.rule)
+        } else {
+            format!(
+                "{} {}{tag} {}",
+                object_ref(&f.namespace, &f.kind, &f.name),
+                f.rule,
+                f.path
+            )
+        };
         out.push_str(&format!(
-            "{}:{} {} {}{tag} {}: {}{value}{fix}\n",
+            "{}:{} {subject}: {}{value}{fix}\n",
             f.file,
             f.line,
-            object_ref(&f.namespace, &f.kind, &f.name),
-            f.rule,
-            f.path,
             f.message.replace('\n', " ")
         ));
     }
     out.push_str(&format!(
-        "scanned {} file(s), {} document(s), {} object(s) ({} empty and {} non-Kubernetes document(s) skipped): {} violation(s) in enforce mode, {} in warn mode, {} note(s), {} input error(s)\n",
+        "scanned {} file(s), {} document(s), {} object(s) ({} empty and {} non-Kubernetes document(s) skipped, {} kustomize patch file(s) not evaluated alone): {} violation(s) in enforce mode, {} in warn mode, {} note(s), {} input error(s)\n",
         report.files,
         report.documents,
         report.objects,
         report.skipped_empty,
         report.skipped_not_kubernetes,
+        report.skipped_patches,
         report.count(Level::Enforce),
         report.count(Level::Warn),
         report.count(Level::Notice),
@@ -99,7 +111,7 @@ pub fn text(report: &Report) -> String {
 ///
 /// ```text
 /// { "version": 1,
-///   "summary": { "files", "documents", "objects", "skippedEmpty", "skippedNotKubernetes",
+///   "summary": { "files", "documents", "objects", "skippedEmpty", "skippedNotKubernetes", "skippedPatches",
 ///                "enforce", "warn", "notice", "exempt", "errors", "exitCode" },
 ///   "findings": [ { "file", "line", "apiVersion", "kind", "namespace", "name", "rule",
 ///                   "level": "enforce" | "warn" | "notice" | "exempt", "path", "value",
@@ -115,6 +127,7 @@ pub fn json(report: &Report) -> String {
             "objects": report.objects,
             "skippedEmpty": report.skipped_empty,
             "skippedNotKubernetes": report.skipped_not_kubernetes,
+            "skippedPatches": report.skipped_patches,
             "enforce": report.count(Level::Enforce),
             "warn": report.count(Level::Warn),
             "notice": report.count(Level::Notice),
@@ -152,6 +165,10 @@ fn rule_description(rule: &str) -> (&'static str, &'static str) {
             "Kafka or ZooKeeper configured for plaintext or anonymous access",
             "A Kafka listener, client or ZooKeeper connection uses PLAINTEXT or SASL_PLAINTEXT (or anonymous access) on the network.",
         ),
+        None if rule == super::NOT_IN_KUSTOMIZATION => (
+            "Manifest no kustomization includes",
+            "The file sits in a directory read as kustomize reads it, but no kustomization lists it, so kustomize does not deploy it; it is not evaluated.",
+        ),
         None if rule == super::DUPLICATE_OBJECT => (
             "Object defined more than once",
             "The same group, kind, namespace and name is defined in more than one place in the scanned set; kustomize refuses it and kubectl apply keeps whichever it reads last.",
@@ -170,6 +187,7 @@ const INVALID_MANIFEST: &str = "invalid-manifest";
 pub fn sarif(report: &Report) -> String {
     let mut rule_ids: Vec<&str> = RuleId::ALL.iter().map(|r| r.as_str()).collect();
     rule_ids.push(super::DUPLICATE_OBJECT);
+    rule_ids.push(super::NOT_IN_KUSTOMIZATION);
     rule_ids.push(INVALID_MANIFEST);
     let index: BTreeMap<&str, usize> = rule_ids.iter().enumerate().map(|(i, r)| (*r, i)).collect();
     let rules: Vec<Value> = rule_ids
@@ -196,21 +214,27 @@ pub fn sarif(report: &Report) -> String {
                 Level::Notice | Level::Exempt => "note",
             };
             let fix = if f.fix.is_empty() { String::new() } else { format!(" Fix: {}", f.fix) };
+            let mut location = json!({
+                "physicalLocation": {
+                    "artifactLocation": {"uri": uri(&f.file)},
+                    "region": {"startLine": f.line.max(1)},
+                },
+            });
+            let text = if f.kind.is_empty() {
+                format!("{}{fix}", f.message)
+            } else {
+                location["logicalLocations"] = json!([{
+                    "fullyQualifiedName": format!("{}.{}", object_ref(&f.namespace, &f.kind, &f.name), f.path),
+                    "kind": "member",
+                }]);
+                format!("{} {}: {}{fix}", object_ref(&f.namespace, &f.kind, &f.name), f.path, f.message)
+            };
             json!({
                 "ruleId": f.rule,
                 "ruleIndex": index.get(f.rule).copied().unwrap_or(0),
                 "level": level,
-                "message": {"text": format!("{} {}: {}{fix}", object_ref(&f.namespace, &f.kind, &f.name), f.path, f.message)},
-                "locations": [{
-                    "physicalLocation": {
-                        "artifactLocation": {"uri": uri(&f.file)},
-                        "region": {"startLine": f.line.max(1)},
-                    },
-                    "logicalLocations": [{
-                        "fullyQualifiedName": format!("{}.{}", object_ref(&f.namespace, &f.kind, &f.name), f.path),
-                        "kind": "member",
-                    }],
-                }],
+                "message": {"text": text},
+                "locations": [location],
             })
         })
         .collect();
