@@ -102,7 +102,7 @@ fn each_rule_family_is_reported_with_file_line_and_path() {
         (
             "missing-secret",
             (
-                "deployment.yaml:2",
+                "deployment.yaml:20",
                 "secret-ref",
                 "spec.template.spec.volumes[0].secret",
             ),
@@ -110,7 +110,7 @@ fn each_rule_family_is_reported_with_file_line_and_path() {
         (
             "placeholder-image",
             (
-                "deployment.yaml:1",
+                "deployment.yaml:14",
                 "placeholder-image",
                 "spec.template.spec.containers[0].image",
             ),
@@ -118,7 +118,7 @@ fn each_rule_family_is_reported_with_file_line_and_path() {
         (
             "root-container",
             (
-                "pod.yaml:1",
+                "pod.yaml:8",
                 "root-container",
                 "spec.containers[0].securityContext.runAsNonRoot",
             ),
@@ -139,7 +139,7 @@ fn each_rule_family_is_reported_with_file_line_and_path() {
     let text = stdout(&output);
     let first = text.lines().next().unwrap();
     assert!(
-        first.ends_with("deployment.yaml:2 Deployment/edge/gateway secret-ref spec.template.spec.volumes[0].secret: secret \"gateway-client-tls\" not found in namespace \"edge\", and no ExternalSecret, SealedSecret or Certificate produces it (checked: the scanned manifests) (value: \"gateway-client-tls\"). Fix: create Secret \"gateway-client-tls\" in namespace \"edge\" (or what produces it) before this workload, or fix the name."),
+        first.ends_with("deployment.yaml:20:11 Deployment/edge/gateway secret-ref spec.template.spec.volumes[0].secret: secret \"gateway-client-tls\" not found in namespace \"edge\", and no ExternalSecret, SealedSecret or Certificate produces it (checked: the scanned manifests) (value: \"gateway-client-tls\"). Fix: create Secret \"gateway-client-tls\" in namespace \"edge\" (or what produces it) before this workload, or fix the name."),
         "{first}"
     );
     assert!(
@@ -163,7 +163,7 @@ fn a_parse_error_is_located_and_the_rest_is_still_scanned() {
     assert_eq!(
         findings(&report, "enforce"),
         vec![(
-            "mixed.yaml:16".into(),
+            "mixed.yaml:23".into(),
             "root-container".into(),
             "spec.containers[0].securityContext.runAsNonRoot".into()
         )]
@@ -176,7 +176,9 @@ fn duplicate_keys_are_reported() {
     let output = scan(&[&fixture("duplicate-keys")]);
     assert_eq!(output.status.code(), Some(2));
     let text = stdout(&output);
-    assert!(text.contains("deployment.yaml:13: error: "), "{text}");
+    // At the repeated key's own line, naming the first.
+    assert!(text.contains("deployment.yaml:15: error: "), "{text}");
+    assert!(text.contains("(first at line 14)"), "{text}");
     assert!(text.contains("duplicate key \"image\""), "{text}");
 }
 
@@ -199,8 +201,9 @@ fn stdin_is_scanned_like_a_file() {
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     let enforce = findings(&report, "enforce");
     assert_eq!(enforce.len(), 1);
-    // The bad document starts after the rendered set, a blank line and the `---` marker.
-    let line = String::from_utf8_lossy(&rendered).lines().count() + 3;
+    // The bad document starts after the rendered set, a blank line and the `---` marker; its
+    // image is on its 14th line.
+    let line = String::from_utf8_lossy(&rendered).lines().count() + 3 + 13;
     assert_eq!(enforce[0].0, format!("<stdin>:{line}"), "{enforce:?}");
 }
 
@@ -272,6 +275,7 @@ fn json_schema_is_stable() {
         keys,
         [
             "apiVersion",
+            "column",
             "file",
             "fix",
             "kind",
@@ -349,9 +353,22 @@ fn sarif_validates_against_the_2_1_0_schema() {
             .unwrap()
             .ends_with("placeholder-image/deployment.yaml")
     );
-    assert_eq!(location["region"]["startLine"], 1);
+    // At the image itself, relative to the directory scan ran in, tracked by fingerprint.
+    assert_eq!(location["region"]["startLine"], 14);
+    assert_eq!(location["region"]["startColumn"], 11);
+    assert_eq!(location["artifactLocation"]["uriBaseId"], "SRCROOT");
+    assert!(
+        run["originalUriBaseIds"]["SRCROOT"]["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("file:///")
+    );
+    let fingerprint = placeholder["partialFingerprints"]["applyguardFinding/v1"]
+        .as_str()
+        .unwrap();
+    assert_eq!(fingerprint.len(), 16);
     assert!(results.iter().any(|r| r["ruleId"] == "invalid-manifest"
-        && r["locations"][0]["physicalLocation"]["region"]["startLine"] == 13));
+        && r["locations"][0]["physicalLocation"]["region"]["startLine"] == 15));
 }
 
 #[test]
@@ -388,45 +405,47 @@ fn the_audited_repository_shape_is_caught_file_by_file() {
     assert_eq!(code, 1, "{report:#}");
     let mut got = findings(&report, "enforce");
     got.sort();
+    // Each at its field: the env entry's secretKeyRef, the store reference, each definition's
+    // metadata.name, the TLS entry, the container, the Secret's keys.
     let want = [
         (
-            "deployments.yaml:1",
+            "deployments.yaml:21",
             "secret-ref",
             "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef",
         ),
         (
-            "externalsecrets.yaml:16",
-            "duplicate-object",
-            "metadata.name",
-        ),
-        (
-            "externalsecrets.yaml:3",
+            "externalsecrets.yaml:10",
             "secret-ref",
             "spec.secretStoreRef",
         ),
         (
-            "feast-offline-store.yaml:2",
+            "externalsecrets.yaml:19",
             "duplicate-object",
             "metadata.name",
         ),
-        ("ingresses.yaml:4", "secret-ref", "spec.tls[0].secretName"),
         (
-            "rollout.yaml:3",
+            "feast-offline-store.yaml:5",
+            "duplicate-object",
+            "metadata.name",
+        ),
+        ("ingresses.yaml:13", "secret-ref", "spec.tls[0].secretName"),
+        (
+            "rollout.yaml:20",
             "root-container",
             "spec.template.spec.containers[0].securityContext.runAsNonRoot",
         ),
         (
-            "rollout.yaml:3",
+            "rollout.yaml:25",
             "secret-ref",
             "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef",
         ),
         (
-            "secret-template.yaml:3",
+            "secret-template.yaml:10",
             "placeholder-secret",
             "stringData.api-key",
         ),
         (
-            "secret-template.yaml:3",
+            "secret-template.yaml:11",
             "placeholder-secret",
             "stringData.api-secret",
         ),
@@ -456,8 +475,8 @@ fn the_audited_repository_shape_is_caught_file_by_file() {
     );
     let duplicate = message("feast-offline-store.yaml", "duplicate-object");
     assert!(
-        duplicate.contains("externalsecrets.yaml:16")
-            && duplicate.contains("feast-offline-store.yaml:2"),
+        duplicate.contains("externalsecrets.yaml:19")
+            && duplicate.contains("feast-offline-store.yaml:5"),
         "{duplicate}"
     );
     // No value of the Secret template is in the report.

@@ -3,6 +3,7 @@
 //! ExternalSecret, SealedSecret or Certificate in it) counts as existing.
 
 mod kustomize;
+mod locate;
 pub mod report;
 mod yaml;
 
@@ -49,7 +50,10 @@ pub enum Level {
 #[serde(rename_all = "camelCase")]
 pub struct Finding {
     pub file: String,
+    /// Where the field at fault is written (the document's first line for findings about the
+    /// whole object or file).
     pub line: usize,
+    pub column: usize,
     pub api_version: String,
     pub kind: String,
     pub namespace: String,
@@ -124,6 +128,18 @@ struct Located {
     file: String,
     line: usize,
     object: Value,
+    /// The document it came from, and where in it the object sits (`items[3]` of a List).
+    source: std::sync::Arc<(String, usize)>,
+    base: Vec<locate::Segment>,
+}
+
+impl Located {
+    /// Where the object's field `path` is written, as (line, column); the object's own line
+    /// when the document cannot be read again.
+    fn placer(&self) -> impl Fn(&str) -> (usize, usize) + '_ {
+        let locations = locate::locations(&self.source.0, self.source.1);
+        move |path: &str| locations.locate(&self.base, path).unwrap_or((self.line, 1))
+    }
 }
 
 /// Kinds that live outside namespaces, so reports do not invent a namespace for them.
@@ -165,7 +181,8 @@ fn str_at<'a>(value: &'a Value, path: &[&str]) -> &'a str {
 fn push_objects(
     value: Value,
     file: &str,
-    line: usize,
+    document: &Document,
+    base: Vec<locate::Segment>,
     out: &mut Vec<Located>,
     report: &mut Report,
 ) {
@@ -174,8 +191,13 @@ fn push_objects(
         if let Value::Object(mut map) = value
             && let Some(Value::Array(items)) = map.remove("items")
         {
-            for item in items {
-                push_objects(item, file, line, out, report);
+            for (i, item) in items.into_iter().enumerate() {
+                let mut at = base.clone();
+                at.extend([
+                    locate::Segment::Key("items".into()),
+                    locate::Segment::Index(i),
+                ]);
+                push_objects(item, file, document, at, out, report);
             }
         }
         return;
@@ -193,10 +215,16 @@ fn push_objects(
         return;
     }
     report.objects += 1;
+    let source = document.source.clone();
+    let line = locate::locations(&source.0, source.1)
+        .locate(&base, "")
+        .map_or(document.line, |(line, _)| line);
     out.push(Located {
         file: file.to_string(),
-        line,
+        line: if base.is_empty() { document.line } else { line },
         object: value,
+        source,
+        base,
     });
 }
 
@@ -292,11 +320,19 @@ pub fn scan(
         })
         .collect();
     for (file, docs) in parsed {
-        for document in docs {
+        for mut document in docs {
             report.documents += 1;
-            match document.content {
+            let content = std::mem::replace(&mut document.content, Ok(Value::Null));
+            match content {
                 Ok(Value::Null) => report.skipped_empty += 1,
-                Ok(value) => push_objects(value, &file, document.line, &mut objects, &mut report),
+                Ok(value) => push_objects(
+                    value,
+                    &file,
+                    &document,
+                    Vec::new(),
+                    &mut objects,
+                    &mut report,
+                ),
                 Err(e) => report.errors.push(InputError {
                     file: file.clone(),
                     line: Some(e.line),
@@ -366,6 +402,7 @@ fn not_in_kustomization(file: &Path, root: &str) -> Finding {
         kind: String::new(),
         namespace: String::new(),
         name: String::new(),
+        column: 1,
         rule: NOT_IN_KUSTOMIZATION,
         level: Level::Notice,
         path: String::new(),
@@ -417,16 +454,22 @@ fn duplicates(objects: &[Located], default_namespace: &str) -> Vec<Finding> {
         if places.len() < 2 {
             continue;
         }
+        let at: Vec<(usize, usize)> = places
+            .iter()
+            .map(|&i| objects[i].placer()("metadata.name"))
+            .collect();
         let listed: Vec<String> = places
             .iter()
-            .map(|&i| format!("{}:{}", objects[i].file, objects[i].line))
+            .zip(&at)
+            .map(|(&i, (line, _))| format!("{}:{line}", objects[i].file))
             .collect();
         let last = &listed[listed.len() - 1];
-        for &i in &places {
+        for (&i, &(line, column)) in places.iter().zip(&at) {
             let located = &objects[i];
             findings.push(Finding {
                 file: located.file.clone(),
-                line: located.line,
+                line,
+                column,
                 api_version: str_at(&located.object, &["apiVersion"]).to_string(),
                 kind: kind.clone(),
                 namespace: namespace.clone(),
@@ -452,6 +495,9 @@ fn duplicates(objects: &[Located], default_namespace: &str) -> Vec<Finding> {
     }
     findings
 }
+
+/// Field path -> (line, column) in the object's document.
+type Placer<'a> = Box<dyn Fn(&str) -> (usize, usize) + 'a>;
 
 fn evaluate(engine: &Engine, located: &Located, default_namespace: &str, report: &mut Report) {
     let object = &located.object;
@@ -508,11 +554,24 @@ fn evaluate(engine: &Engine, located: &Located, default_namespace: &str, report:
             return;
         }
     };
+    let has_findings = !(decision.denied_by.is_empty()
+        && decision.warnings.is_empty()
+        && decision.exempted.is_empty()
+        && decision.notices.is_empty()
+        && decision.policy_notes.is_empty());
+    // The document is read again only when something is to be placed in it.
+    let place: Placer<'_> = if has_findings {
+        Box::new(located.placer())
+    } else {
+        Box::new(|_: &str| (located.line, 1))
+    };
     let finding =
         |level: Level, rule: &'static str, path: &str, value: &str, message: &str, fix: &str| {
+            let (line, column) = place(path);
             Finding {
                 file: located.file.clone(),
-                line: located.line,
+                line,
+                column,
                 api_version: api_version.to_string(),
                 kind: kind.to_string(),
                 namespace: namespace.to_string(),

@@ -41,7 +41,8 @@ fn object_ref(namespace: &str, kind: &str, name: &str) -> String {
     }
 }
 
-/// One line per finding, `file:line kind/namespace/name rule-id path: message`, then a summary.
+/// One line per finding, `file:line:column kind/namespace/name rule-id path: message (value). Fix:`,
+/// then a summary.
 pub fn text(report: &Report) -> String {
     let mut out = String::new();
     for e in &report.errors {
@@ -85,9 +86,10 @@ pub fn text(report: &Report) -> String {
             )
         };
         out.push_str(&format!(
-            "{}:{} {subject}: {}{value}{fix}\n",
+            "{}:{}:{} {subject}: {}{value}{fix}\n",
             f.file,
             f.line,
+            f.column,
             f.message.replace('\n', " ")
         ));
     }
@@ -216,8 +218,8 @@ pub fn sarif(report: &Report) -> String {
             let fix = if f.fix.is_empty() { String::new() } else { format!(" Fix: {}", f.fix) };
             let mut location = json!({
                 "physicalLocation": {
-                    "artifactLocation": {"uri": uri(&f.file)},
-                    "region": {"startLine": f.line.max(1)},
+                    "artifactLocation": artifact(&f.file),
+                    "region": {"startLine": f.line.max(1), "startColumn": f.column.max(1)},
                 },
             });
             let text = if f.kind.is_empty() {
@@ -235,11 +237,16 @@ pub fn sarif(report: &Report) -> String {
                 "level": level,
                 "message": {"text": text},
                 "locations": [location],
+                // What the finding is about, not where: code scanning keeps tracking it when
+                // lines move, and sees it fixed when it goes.
+                "partialFingerprints": {
+                    "applyguardFinding/v1": fingerprint(&[f.rule, &f.kind, &f.namespace, &f.name, &f.path]),
+                },
             })
         })
         .collect();
     results.extend(report.errors.iter().map(|e| {
-        let mut location = json!({"physicalLocation": {"artifactLocation": {"uri": uri(&e.file)}}});
+        let mut location = json!({"physicalLocation": {"artifactLocation": artifact(&e.file)}});
         if let Some(line) = e.line {
             location["physicalLocation"]["region"] = json!({"startLine": line.max(1)});
         }
@@ -263,11 +270,58 @@ pub fn sarif(report: &Report) -> String {
             }},
             "results": results,
             "columnKind": "unicodeCodePoints",
+            "originalUriBaseIds": {
+                SRCROOT: {"uri": format!("{}/", file_uri(&working_dir()))},
+            },
         }],
     });
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// The base id artifact URIs are relative to: the directory scan ran in.
+const SRCROOT: &str = "SRCROOT";
+
+fn working_dir() -> String {
+    std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_else(|_| ".".to_string())
+}
+
+fn file_uri(absolute: &str) -> String {
+    format!("file://{}", uri(absolute))
+}
+
+/// A file as a SARIF artifactLocation: relative to SRCROOT when it is under the working
+/// directory (what code scanning expects: paths from the repository root), absolute otherwise.
+fn artifact(file: &str) -> Value {
+    let path = std::path::Path::new(file);
+    let cwd = working_dir();
+    let relative = if path.is_absolute() {
+        path.strip_prefix(&cwd)
+            .ok()
+            .map(|p| p.display().to_string())
+    } else {
+        Some(file.to_string())
+    };
+    match relative {
+        Some(rel) if !rel.starts_with("..") => json!({"uri": uri(&rel), "uriBaseId": SRCROOT}),
+        _ if path.is_absolute() => json!({"uri": file_uri(file)}),
+        _ => json!({"uri": uri(file)}),
+    }
+}
+
+/// FNV-1a over the parts (a stable hash: the standard library's is not specified to be).
+fn fingerprint(parts: &[&str]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in part.bytes().chain([0u8]) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
 }
 
 /// File paths as SARIF artifact URIs: relative paths with forward slashes, percent-encoding

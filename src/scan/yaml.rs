@@ -14,6 +14,9 @@ pub struct Document {
     /// 1-based line of the document's first content line.
     pub line: usize,
     pub content: Result<Value, ParseError>,
+    /// The document's text and the 0-based file line it starts at, kept so that findings can
+    /// be placed at their field (locate.rs) without re-reading the file.
+    pub source: std::sync::Arc<(String, usize)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,14 +202,30 @@ fn parse_chunk(start: usize, chunk: &str) -> Option<Document> {
                 yaml11_file_modes(&mut s.0);
                 s.0
             })
-            .map_err(|e| ParseError {
-                line: e.location().map_or(first_line, |l| start + l.line()),
-                message: relocate(&e.to_string(), start),
+            .map_err(|e| {
+                let message = e.to_string();
+                // serde reports a repeated key at the end of its mapping; say where it is.
+                if message.contains("duplicate key")
+                    && let Some((key, first, again)) =
+                        super::locate::locations(chunk, start).duplicates.first().cloned()
+                {
+                    return ParseError {
+                        line: again,
+                        message: format!(
+                            "duplicate key {key:?} at line {again} (first at line {first}): kubectl rejects a mapping with a repeated key"
+                        ),
+                    };
+                }
+                ParseError {
+                    line: e.location().map_or(first_line, |l| start + l.line()),
+                    message: relocate(&message, start),
+                }
             }),
     };
     Some(Document {
         line: first_line,
         content,
+        source: std::sync::Arc::new((chunk.to_string(), start)),
     })
 }
 
@@ -247,8 +266,12 @@ mod tests {
         let text = "kind: A\n---\napiVersion: v1\nkind: ConfigMap\ndata:\n  a: 1\n  a: 2\n";
         let docs = documents(text);
         let err = docs[1].content.as_ref().unwrap_err();
-        assert!(err.message.contains("duplicate key \"a\""), "{err:?}");
-        assert!(err.line >= 5, "{err:?}");
+        assert_eq!(err.line, 7, "the repeated key's own line: {err:?}");
+        assert!(
+            err.message
+                .starts_with("duplicate key \"a\" at line 7 (first at line 6)"),
+            "{err:?}"
+        );
     }
 
     #[test]
