@@ -43,7 +43,7 @@ clean:
 	$(CARGO) clean
 
 # --- Install: deploy/, the container image and the kind suite ----------------------------------
-# To be merged into the Makefile (and its .PHONY line). Paths are from the repository root.
+# Paths are from the repository root.
 #
 #   make image            the container image (deploy/Dockerfile); needs Docker
 #   make deploy-certs     serving certificate for deploy/overlays/self-signed (and warn), written
@@ -81,7 +81,7 @@ kind-test:
 shellcheck:
 	shellcheck scripts/*.sh tests/kind/*.sh
 
-# --- fuzzing (merge into Makefile; add `fuzz` to .PHONY) ------------------------------------
+# --- Fuzzing ------------------------------------------------------------------------------------
 # Every cargo-fuzz target in fuzz/ for FUZZ_SECONDS each (seed corpora from tests/fixtures),
 # report in target/fuzz-report.md. Installs cargo-fuzz into target/tools when missing; runs on
 # the stable toolchain (scripts/fuzz.sh sets RUSTC_BOOTSTRAP=1 for libFuzzer's flags).
@@ -92,7 +92,7 @@ FUZZ_TARGETS ?=
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh $(FUZZ_TARGETS)
 
-# --- for the Makefile: add `bench` to .PHONY, and this target -------------------------------
+# --- Benchmarks ---------------------------------------------------------------------------------
 # Benchmarks, not part of `make test`: engine micro-benchmarks (criterion), HTTPS load of
 # `applyguard serve` against a do-nothing baseline webhook (oha), serve's memory with 10k Secrets
 # + 10k ConfigMaps, and `applyguard scan` over 10k manifests. Report: target/bench/report.md.

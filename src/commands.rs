@@ -91,7 +91,7 @@ pub async fn cluster_inventory(stale_after: std::time::Duration) -> Result<Arc<d
     Ok(Arc::new(inventory))
 }
 
-/// The oldest Kubernetes version the e2e suite runs against (tests/e2e; README, "Supported
+/// The oldest Kubernetes version the e2e suite runs against (tests/e2e; docs/operations.md, "Supported
 /// Kubernetes versions").
 pub const OLDEST_TESTED_MINOR: u32 = 20;
 

@@ -262,7 +262,7 @@ fn install(suite: &mut Suite, plane: ControlPlane, work: &Path) -> Result<Env, S
     );
     // What runs the pods uses newer fields: topologySpreadConstraints.matchLabelKeys (1.25) and
     // nodeTaintsPolicy (1.26), PodDisruptionBudget policy/v1 (1.21). On an older API server
-    // kubectl refuses them by name; README says deploy/ as shipped needs 1.26.
+    // kubectl refuses them by name; docs/operations.md says deploy/ as shipped needs 1.26.
     for object in pod_objects {
         let kind = webhook::kind(object);
         let out = webhook::apply(&admin, &[object], &[]);
@@ -883,7 +883,7 @@ fn system_namespaces(suite: &mut Suite, env: &Env) -> Result<(), String> {
 /// back to normal.
 fn outage(suite: &mut Suite, env: &mut Env) -> Result<(), String> {
     if env.minor() < 21 {
-        // What README and serve's start-up warning tell users of older API servers to do.
+        // What docs/operations.md and serve's start-up warning tell users of older API servers to do.
         for ns in ["kube-system", "kube-node-lease", "applyguard"] {
             let label = format!("kubernetes.io/metadata.name={ns}");
             let out = env.kubectl(&["label", "namespace", ns, &label, "--overwrite"]);
