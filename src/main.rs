@@ -101,6 +101,10 @@ enum Command {
         /// Namespace for objects that name none.
         #[arg(long, default_value = "default")]
         namespace: String,
+        /// Build each kustomize project found in a directory (kubectl kustomize, or kustomize)
+        /// and scan what it deploys, with findings at the source files' lines.
+        #[arg(long)]
+        kustomize: bool,
         /// Files, directories (*.yaml, *.yml, *.json, recursively) or - for standard input.
         #[arg(required = true)]
         paths: Vec<String>,
@@ -238,12 +242,14 @@ fn main() -> ExitCode {
             format,
             inventory,
             namespace,
+            kustomize,
             paths,
         } => {
             let options = ScanOptions {
                 paths,
                 inventory,
                 namespace,
+                kustomize,
             };
             let result = commands::load_policy(config.as_deref())
                 .and_then(|policy| Ok(scan::scan(&options, policy, &mut std::io::stdin().lock())?));

@@ -565,3 +565,79 @@ fn findings_of(report: &Value, rule: &str) -> Vec<Value> {
         .cloned()
         .collect()
 }
+
+/// `--kustomize`: each overlay is built (kubectl kustomize) and what it deploys is scanned, with
+/// findings placed in the source files. A patch that brings in a placeholder image is caught,
+/// which reading the files alone cannot do.
+#[test]
+fn kustomize_builds_are_scanned_and_traced_to_their_files() {
+    if Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: kubectl is not installed; --kustomize not exercised");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    let copy = Command::new("cp")
+        .args(["-r", &fixture("kustomize-tree"), tree.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let patch = tree.join("overlays/staging/resources-patch.yaml");
+    let text = std::fs::read_to_string(&patch).unwrap().replace(
+        "limits: {memory: 256Mi}",
+        "limits: {memory: 256Mi}\n          image: ghcr.io/your-org/checkout:staging",
+    );
+    std::fs::write(&patch, text).unwrap();
+    // As files: the patch is a patch, nothing is wrong.
+    let (code, _) = json_report(&[tree.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let (code, report) = json_report(&["--kustomize", tree.to_str().unwrap()]);
+    assert_eq!(code, 1, "{report:#}");
+    let images = findings_of(&report, "placeholder-image");
+    assert_eq!(
+        images.len(),
+        1,
+        "only the staging build has it: {images:#?}"
+    );
+    let finding = &images[0];
+    assert!(
+        finding["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("base/deployment.yaml"),
+        "{finding}"
+    );
+    assert_eq!(finding["line"], 16, "the base's image line");
+    assert_eq!(finding["value"], "ghcr.io/your-org/checkout:staging");
+    assert!(
+        finding["message"]
+            .as_str()
+            .unwrap()
+            .contains("[as built by kustomize from ")
+            && finding["message"]
+                .as_str()
+                .unwrap()
+                .contains("overlays/staging]"),
+        "{finding}"
+    );
+    // The unlisted directory still gets its notice; the builds are not duplicates of each other.
+    assert_eq!(findings_of(&report, "not-in-kustomization").len(), 1);
+    assert!(findings_of(&report, "duplicate-object").is_empty());
+    // A build that fails is unusable input, naming the directory.
+    std::fs::write(
+        tree.join("overlays/prod/kustomization.yaml"),
+        "resources: [../../nowhere]\n",
+    )
+    .unwrap();
+    let output = scan(&["--kustomize", tree.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("overlays/prod"),
+        "{}",
+        stdout(&output)
+    );
+}

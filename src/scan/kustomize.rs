@@ -25,6 +25,11 @@ pub struct Layout {
     pub patches: BTreeSet<PathBuf>,
     /// Manifest files no kustomization under the directory includes.
     pub unlisted: BTreeSet<PathBuf>,
+    /// Directories whose kustomization no other includes (the overlays, or a lone base): what
+    /// `kustomize build` is run on.
+    pub tops: Vec<PathBuf>,
+    /// Each project's root: files under it are what the builds are made of.
+    pub roots: Vec<PathBuf>,
 }
 
 fn kustomization_in(dir: &Path) -> Option<PathBuf> {
@@ -177,9 +182,19 @@ pub fn layout(root: &Path, files: &[PathBuf]) -> Option<Layout> {
         .values()
         .filter_map(|dirs| common_ancestor(dirs))
         .collect();
+    let included: BTreeSet<&PathBuf> = named.values().flat_map(|e| &e.children).collect();
+    let tops: Vec<PathBuf> = keys
+        .iter()
+        .filter(|k| !included.contains(k))
+        .filter_map(|k| k.parent().map(Path::to_path_buf))
+        .collect();
     let resources: BTreeSet<&PathBuf> = named.values().flat_map(|e| &e.resources).collect();
     let patches: BTreeSet<&PathBuf> = named.values().flat_map(|e| &e.patches).collect();
-    let mut out = Layout::default();
+    let mut out = Layout {
+        tops,
+        roots: project_roots.clone(),
+        ..Layout::default()
+    };
     for file in files {
         let Some(path) = canonical(file) else {
             continue;
@@ -194,6 +209,125 @@ pub fn layout(root: &Path, files: &[PathBuf]) -> Option<Layout> {
         }
     }
     Some(out)
+}
+
+/// `kustomize build` of `dir` with `config.kubernetes.io/origin` annotations, through a wrapper
+/// kustomization in a scratch directory (so the user's files are never touched): kubectl's
+/// built-in kustomize, or a `kustomize` binary. The annotations' paths are made absolute.
+pub fn build(dir: &Path) -> Result<String, String> {
+    let scratch =
+        tempfile::tempdir().map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+    let target = canonical(dir).ok_or_else(|| format!("cannot resolve {}", dir.display()))?;
+    let base = canonical(scratch.path()).unwrap_or_else(|| scratch.path().to_path_buf());
+    let relative = relative_path(&base, &target);
+    std::fs::write(
+        base.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\nbuildMetadata: [originAnnotations]\n",
+            relative.display()
+        ),
+    )
+    .map_err(|e| format!("cannot write the wrapper kustomization: {e}"))?;
+    let attempts: [(&str, &[&str]); 2] = [
+        (
+            "kubectl",
+            &["kustomize", "--load-restrictor", "LoadRestrictionsNone"],
+        ),
+        (
+            "kustomize",
+            &["build", "--load-restrictor", "LoadRestrictionsNone"],
+        ),
+    ];
+    let mut tried = Vec::new();
+    for (program, args) in attempts {
+        match std::process::Command::new(program)
+            .args(args)
+            .arg(&base)
+            .output()
+        {
+            Ok(out) if out.status.success() => {
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                return Ok(absolute_origins(&text, &base));
+            }
+            Ok(out) => {
+                return Err(format!(
+                    "{program} {} {}: {}",
+                    args.join(" "),
+                    dir.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            Err(e) => tried.push(format!("{program}: {e}")),
+        }
+    }
+    Err(format!(
+        "--kustomize needs kubectl or kustomize on PATH ({})",
+        tried.join("; ")
+    ))
+}
+
+/// `to` relative to `from` (both absolute).
+fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for part in &to[common..] {
+        out.push(part);
+    }
+    out
+}
+
+/// `base` joined with `relative`, `..` resolved without touching the file system.
+fn lexical_join(base: &Path, relative: &str) -> PathBuf {
+    let mut out = base.to_path_buf();
+    for part in Path::new(relative).components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Rewrites `path: X` of each origin annotation to an absolute path.
+fn absolute_origins(text: &str, base: &Path) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_origin = false;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("config.kubernetes.io/origin:") {
+            in_origin = true;
+        } else if in_origin && let Some(path) = trimmed.strip_prefix("path: ") {
+            let indent = &line[..line.len() - trimmed.len()];
+            let resolved = lexical_join(base, path.trim_end());
+            out.push_str(&format!("{indent}path: {}\n", resolved.display()));
+            in_origin = false;
+            continue;
+        } else if !trimmed.starts_with(|c: char| c.is_ascii_lowercase()) {
+            in_origin = false;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// The file an object of a build came from, read from its origin annotation.
+pub fn origin(object: &Value) -> Option<PathBuf> {
+    let text = object
+        .get("metadata")?
+        .get("annotations")?
+        .get("config.kubernetes.io/origin")?
+        .as_str()?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("path: "))
+        .map(|p| PathBuf::from(p.trim()))
 }
 
 #[cfg(test)]

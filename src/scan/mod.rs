@@ -29,6 +29,9 @@ pub struct ScanOptions {
     pub inventory: Vec<PathBuf>,
     /// Namespace for objects that name none.
     pub namespace: String,
+    /// Build each kustomize project's top kustomizations (`kubectl kustomize`) and scan the
+    /// output, placing findings in the source files, instead of reading the files.
+    pub kustomize: bool,
 }
 
 /// How a finding counts.
@@ -131,6 +134,9 @@ struct Located {
     /// The document it came from, and where in it the object sits (`items[3]` of a List).
     source: std::sync::Arc<(String, usize)>,
     base: Vec<locate::Segment>,
+    /// The kustomize build it came from ("" for files): each build is a set of its own for
+    /// duplicates, as each overlay is applied on its own.
+    set: String,
 }
 
 impl Located {
@@ -215,6 +221,20 @@ fn push_objects(
         return;
     }
     report.objects += 1;
+    let mut value = value;
+    if file.starts_with(KUSTOMIZE_BUILD)
+        && let Some((origin_file, origin_doc)) = traced(&mut value)
+    {
+        out.push(Located {
+            file: origin_file,
+            line: origin_doc.line,
+            object: value,
+            source: origin_doc.source.clone(),
+            base: Vec::new(),
+            set: file.to_string(),
+        });
+        return;
+    }
     let source = document.source.clone();
     let line = locate::locations(&source.0, source.1)
         .locate(&base, "")
@@ -225,6 +245,11 @@ fn push_objects(
         object: value,
         source,
         base,
+        set: if file.starts_with(KUSTOMIZE_BUILD) {
+            file.to_string()
+        } else {
+            String::new()
+        },
     });
 }
 
@@ -261,6 +286,44 @@ fn read_inputs(
         };
         // A directory with kustomizations is read as kustomize reads it.
         let layout = kustomize::layout(Path::new(path), &files).unwrap_or_default();
+        if options.kustomize && !layout.tops.is_empty() {
+            for top in &layout.tops {
+                let cwd = std::env::current_dir().unwrap_or_default();
+                let shown = top.strip_prefix(&cwd).unwrap_or(top).display().to_string();
+                match kustomize::build(top) {
+                    Ok(text) => sources.push((format!("{KUSTOMIZE_BUILD}{shown}"), text)),
+                    Err(message) => report.errors.push(InputError {
+                        file: top.display().to_string(),
+                        line: None,
+                        message,
+                    }),
+                }
+            }
+            for file in &layout.unlisted {
+                if seen.insert(file.clone()) {
+                    report.findings.push(not_in_kustomization(file, path));
+                }
+            }
+            // What the builds are made of is not read again as files.
+            let in_project = |file: &PathBuf| {
+                std::fs::canonicalize(file)
+                    .is_ok_and(|f| layout.roots.iter().any(|r| f.starts_with(r)))
+            };
+            let files: Vec<PathBuf> = files.into_iter().filter(|f| !in_project(f)).collect();
+            for file in files {
+                if seen.insert(file.clone()) {
+                    match std::fs::read_to_string(&file) {
+                        Ok(text) => sources.push((file.display().to_string(), text)),
+                        Err(e) => report.errors.push(InputError {
+                            file: file.display().to_string(),
+                            line: None,
+                            message: format!("cannot read: {e}"),
+                        }),
+                    }
+                }
+            }
+            continue;
+        }
         let files: Vec<PathBuf> = files
             .into_iter()
             .filter(|file| {
@@ -391,6 +454,43 @@ pub fn scan(
     Ok(report)
 }
 
+/// How the source of a kustomize build is labelled until its objects are traced to their files.
+const KUSTOMIZE_BUILD: &str = "kustomize build ";
+
+/// An object of a kustomize build, traced to the file and document it came from (its origin
+/// annotation, which is removed: it is not part of what is applied).
+fn traced(value: &mut Value) -> Option<(String, Document)> {
+    let origin = kustomize::origin(value)?;
+    if let Some(annotations) = value
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        .and_then(Value::as_object_mut)
+    {
+        annotations.remove("config.kubernetes.io/origin");
+        if annotations.is_empty()
+            && let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            meta.remove("annotations");
+        }
+    }
+    let text = std::fs::read_to_string(&origin).ok()?;
+    let kind = str_at(value, &["kind"]).to_string();
+    let name = str_at(value, &["metadata", "name"]).to_string();
+    // namePrefix and nameSuffix change the name; the source's name is inside the built one.
+    let document = documents(&text).into_iter().find(|d| {
+        d.content.as_ref().is_ok_and(|c| {
+            let own = str_at(c, &["metadata", "name"]);
+            str_at(c, &["kind"]) == kind && !own.is_empty() && name.contains(own)
+        })
+    })?;
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let label = origin.strip_prefix(&cwd).map_or_else(
+        |_| origin.display().to_string(),
+        |p| p.display().to_string(),
+    );
+    Some((label, document))
+}
+
 /// The rule id of the notice for a manifest no kustomization includes.
 pub const NOT_IN_KUSTOMIZATION: &str = "not-in-kustomization";
 
@@ -423,7 +523,8 @@ pub const DUPLICATE_OBJECT: &str = "duplicate-object";
 /// it reads last, so what is deployed depends on file order. One finding per definition, each
 /// naming every place the object is defined.
 fn duplicates(objects: &[Located], default_namespace: &str) -> Vec<Finding> {
-    let mut definitions: std::collections::BTreeMap<(String, String, String, String), Vec<usize>> =
+    type Identity = (String, String, String, String, String);
+    let mut definitions: std::collections::BTreeMap<Identity, Vec<usize>> =
         std::collections::BTreeMap::new();
     for (i, located) in objects.iter().enumerate() {
         let object = &located.object;
@@ -441,6 +542,7 @@ fn duplicates(objects: &[Located], default_namespace: &str) -> Vec<Finding> {
         };
         definitions
             .entry((
+                located.set.clone(),
                 group.to_string(),
                 kind.to_string(),
                 namespace.to_string(),
@@ -450,7 +552,7 @@ fn duplicates(objects: &[Located], default_namespace: &str) -> Vec<Finding> {
             .push(i);
     }
     let mut findings = Vec::new();
-    for ((_, kind, namespace, name), places) in definitions {
+    for ((_, _, kind, namespace, name), places) in definitions {
         if places.len() < 2 {
             continue;
         }
@@ -565,9 +667,17 @@ fn evaluate(engine: &Engine, located: &Located, default_namespace: &str, report:
     } else {
         Box::new(|_: &str| (located.line, 1))
     };
+    // A built object is placed in its source file, but a patch may have changed the field:
+    // say which build it is, so the value shown is not mistaken for the file's.
+    let built = located.set.strip_prefix(KUSTOMIZE_BUILD);
     let finding =
         |level: Level, rule: &'static str, path: &str, value: &str, message: &str, fix: &str| {
             let (line, column) = place(path);
+            let message = match built {
+                Some(build) => format!("{message} [as built by kustomize from {build}]"),
+                None => message.to_string(),
+            };
+            let message = message.as_str();
             Finding {
                 file: located.file.clone(),
                 line,
