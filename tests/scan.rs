@@ -641,3 +641,45 @@ fn kustomize_builds_are_scanned_and_traced_to_their_files() {
         stdout(&output)
     );
 }
+
+/// Locations in JSON input and in a List: the finding points at the field, not the file's top.
+#[test]
+fn findings_in_json_and_lists_are_placed_at_their_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pod.json"),
+        "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"Pod\",\n  \"metadata\": {\"name\": \"p\", \"namespace\": \"shop\"},\n  \"spec\": {\n    \"securityContext\": {\"runAsNonRoot\": true, \"runAsUser\": 1000},\n    \"containers\": [\n      {\"name\": \"a\", \"image\": \"ghcr.io/your-org/a:1\"}\n    ]\n  }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("list.yaml"),
+        "apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata: {name: c, namespace: shop}\n  - apiVersion: v1\n    kind: Pod\n    metadata: {name: q, namespace: shop}\n    spec:\n      securityContext: {runAsNonRoot: true, runAsUser: 1000}\n      containers: [{name: b, image: registry.example.com/b:1}]\n",
+    )
+    .unwrap();
+    let (code, report) = json_report(&[dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{report:#}");
+    let mut placed: Vec<(String, u64, u64)> = findings_of(&report, "placeholder-image")
+        .iter()
+        .map(|f| {
+            (
+                f["file"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+                f["line"].as_u64().unwrap(),
+                f["column"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    placed.sort();
+    assert_eq!(
+        placed,
+        [
+            ("list.yaml".to_string(), 12, 30),
+            ("pod.json".to_string(), 8, 21)
+        ]
+    );
+}
