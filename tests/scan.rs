@@ -683,3 +683,86 @@ fn findings_in_json_and_lists_are_placed_at_their_field() {
         ]
     );
 }
+
+/// Definitions merge only within one set: the scanned files replace what --inventory had,
+/// sibling overlays are separate builds, and a duplicate whose keys are decided at run time
+/// leaves the keys unknown rather than missing.
+#[test]
+fn sets_are_kept_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let write = |file: &str, text: &str| {
+        let path = root.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    let reader = |key: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: reader-{key}, namespace: shop}}\nspec:\n  securityContext: {{runAsNonRoot: true, runAsUser: 1000}}\n  containers:\n    - name: a\n      image: ghcr.io/acme/a:1\n      env: [{{name: X, valueFrom: {{secretKeyRef: {{name: db, key: {key}}}}}}}]\n"
+        )
+    };
+    write(
+        "inventory/db.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: shop}\nstringData: {user: u}\n",
+    );
+    write(
+        "app/db.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: shop}\nstringData: {user: u, password: p}\n",
+    );
+    write("app/pod.yaml", &reader("password"));
+    let inventory = root.join("inventory");
+    let app = root.join("app");
+    let (code, report) = json_report(&[
+        "--inventory",
+        inventory.to_str().unwrap(),
+        app.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        code, 0,
+        "the scanned Secret replaces the inventory's: {report:#}"
+    );
+
+    // Two overlays each with their own ConfigMap of one name: two builds, no duplicate.
+    write("k/base/kustomization.yaml", "resources: [pod.yaml]\n");
+    write(
+        "k/base/pod.yaml",
+        &reader("user").replace("reader-user", "base"),
+    );
+    write("k/base/secret.yaml", "");
+    for overlay in ["prod", "staging"] {
+        write(
+            &format!("k/overlays/{overlay}/kustomization.yaml"),
+            "resources: [../../base, settings.yaml, ../../../inventory/db.yaml]\n",
+        );
+        write(
+            &format!("k/overlays/{overlay}/settings.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: shop}\ndata: {LOG: info}\n",
+        );
+    }
+    let (_, report) = json_report(&[root.join("k").to_str().unwrap()]);
+    assert!(
+        findings_of(&report, "duplicate-object").is_empty(),
+        "{report:#}"
+    );
+
+    // An ExternalSecret defined twice, once with dataFrom: its keys are unknown, not missing.
+    write(
+        "es/a.yaml",
+        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: db, namespace: shop}\nspec:\n  secretStoreRef: {kind: ClusterSecretStore, name: vault}\n  data: [{secretKey: user, remoteRef: {key: db}}]\n",
+    );
+    write(
+        "es/b.yaml",
+        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: db, namespace: shop}\nspec:\n  secretStoreRef: {kind: ClusterSecretStore, name: vault}\n  dataFrom: [{extract: {key: db}}]\n",
+    );
+    write(
+        "es/store.yaml",
+        "apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {name: vault}\nspec: {provider: {fake: {}}}\n",
+    );
+    write("es/pod.yaml", &reader("password"));
+    let (_, report) = json_report(&[root.join("es").to_str().unwrap()]);
+    let refs = findings_of(&report, "secret-ref");
+    assert!(
+        refs.iter().all(|f| f["level"] == "notice"),
+        "unknown keys are a notice: {refs:#?}"
+    );
+}

@@ -140,8 +140,13 @@ pub fn add_object(catalog: &mut Catalog, object: &Value, default_namespace: &str
             // Defined twice in one set: kubectl apply keeps whichever comes last, so only the
             // keys every definition has are certain to be there.
             let keys = match catalog.secret(namespace, name) {
-                Some(earlier) => earlier.keys.intersection(&keys).cloned().collect(),
-                None => keys,
+                Some(earlier) if catalog.defined_again("Secret", namespace, name) => {
+                    earlier.keys.intersection(&keys).cloned().collect()
+                }
+                _ => {
+                    catalog.defined_again("Secret", namespace, name);
+                    keys
+                }
             };
             catalog.put_secret(namespace, name, SecretInfo { secret_type, keys });
             true
@@ -180,7 +185,8 @@ pub fn add_object(catalog: &mut Catalog, object: &Value, default_namespace: &str
                 else {
                     return false;
                 };
-                if let Some(earlier) = catalog.producer(kind, namespace, name) {
+                let again = catalog.defined_again(kind.kind(), namespace, name);
+                if again && let Some(earlier) = catalog.producer(kind, namespace, name) {
                     producer = merge_duplicate(earlier, producer);
                 }
                 catalog.put_producer(producer);
@@ -205,12 +211,14 @@ pub fn add_object(catalog: &mut Catalog, object: &Value, default_namespace: &str
 /// One producer defined twice in a set (two files): whichever `kubectl apply` reads last wins,
 /// so a key counts only if both definitions declare it, and a target both agree on.
 fn merge_duplicate(earlier: &Producer, later: Producer) -> Producer {
+    // If either definition's keys are decided at run time, so are the merged ones: claiming
+    // the known ones only would report keys the other definition may produce as missing.
     let keys = match (&earlier.keys, later.keys) {
         (ProducedKeys::Known(a), ProducedKeys::Known(b)) => {
             ProducedKeys::Known(a.intersection(&b).cloned().collect())
         }
-        (ProducedKeys::Known(a), ProducedKeys::Unknown(_)) => ProducedKeys::Known(a.clone()),
-        (ProducedKeys::Unknown(_), known) => known,
+        (ProducedKeys::Unknown(why), _) => ProducedKeys::Unknown(why.clone()),
+        (_, unknown) => unknown,
     };
     Producer {
         keys,

@@ -109,6 +109,9 @@ pub struct Catalog {
     /// lookups answer Unknown rather than Missing.
     unknown_stores: BTreeSet<StoreKind>,
     grants_unknown: bool,
+    /// (kind, namespace, name) of Secrets and producers added from manifests since
+    /// `begin_set`: a second definition in one set is merged, one from another set replaces.
+    set_members: std::collections::HashSet<(String, String, String)>,
 }
 
 impl Catalog {
@@ -120,6 +123,19 @@ impl Catalog {
             grants_unknown: true,
             ..Catalog::default()
         }
+    }
+
+    /// Starts a new set of manifests (the --inventory files, the scanned files, one kustomize
+    /// build): definitions are merged only with others of the same set.
+    pub fn begin_set(&mut self) {
+        self.set_members.clear();
+    }
+
+    /// Records that the set defines this object; `true` when it already did.
+    pub fn defined_again(&mut self, kind: &str, namespace: &str, name: &str) -> bool {
+        !self
+            .set_members
+            .insert((kind.to_string(), namespace.to_string(), name.to_string()))
     }
 
     /// The producer object `kind` `namespace/name`, if held.

@@ -455,13 +455,14 @@ fn check_one(
         return;
     }
     if r.kind == RefKind::IngressTls && r.name.contains('/') {
-        out.violations.push(violation(
+        // Not a Secret name for the Ingress API, but Contour (TLSCertificateDelegation) and
+        // HAProxy ingress read `namespace/name`: say it is unchecked rather than deny it.
+        out.notices.push(notice(
             r,
             format!(
-                "{:?} is not a Secret name: an Ingress reads its TLS Secret from its own namespace {:?} and cannot name another",
-                r.name, context.namespace
+                "{:?} names a Secret in another namespace: only some controllers (Contour with a TLSCertificateDelegation, HAProxy ingress) read that form; others serve their default certificate. applyguard does not check it",
+                r.name
             ),
-            "copy the Secret into this namespace (or issue a Certificate here) and name it without a namespace.".to_string(),
         ));
         return;
     }

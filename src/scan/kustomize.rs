@@ -30,6 +30,11 @@ pub struct Layout {
     pub tops: Vec<PathBuf>,
     /// Each project's root: files under it are what the builds are made of.
     pub roots: Vec<PathBuf>,
+    /// Resource files (canonical) -> the top directories whose build includes them: two
+    /// definitions of one object are duplicates only within one build.
+    pub included_by: std::collections::BTreeMap<PathBuf, BTreeSet<PathBuf>>,
+    /// Every resource file a kustomization lists (canonical), inside a project root or not.
+    pub resources: BTreeSet<PathBuf>,
 }
 
 fn kustomization_in(dir: &Path) -> Option<PathBuf> {
@@ -190,9 +195,34 @@ pub fn layout(root: &Path, files: &[PathBuf]) -> Option<Layout> {
         .collect();
     let resources: BTreeSet<&PathBuf> = named.values().flat_map(|e| &e.resources).collect();
     let patches: BTreeSet<&PathBuf> = named.values().flat_map(|e| &e.patches).collect();
+    let mut included_by: std::collections::BTreeMap<PathBuf, BTreeSet<PathBuf>> =
+        Default::default();
+    for top in keys.iter().filter(|k| !included.contains(k)) {
+        let Some(top_dir) = top.parent().map(Path::to_path_buf) else {
+            continue;
+        };
+        let mut stack = vec![top.clone()];
+        let mut visited = BTreeSet::new();
+        while let Some(k) = stack.pop() {
+            if !visited.insert(k.clone()) {
+                continue;
+            }
+            if let Some(e) = named.get(&k) {
+                for file in &e.resources {
+                    included_by
+                        .entry(file.clone())
+                        .or_default()
+                        .insert(top_dir.clone());
+                }
+                stack.extend(e.children.iter().cloned());
+            }
+        }
+    }
     let mut out = Layout {
         tops,
         roots: project_roots.clone(),
+        included_by,
+        resources: resources.iter().map(|p| (*p).clone()).collect(),
         ..Layout::default()
     };
     for file in files {
@@ -224,7 +254,8 @@ pub fn build(dir: &Path) -> Result<String, String> {
         base.join("kustomization.yaml"),
         format!(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\nbuildMetadata: [originAnnotations]\n",
-            relative.display()
+            // Quoted: a path may hold `#`, `: ` or start with a YAML indicator.
+            serde_json::Value::String(relative.display().to_string())
         ),
     )
     .map_err(|e| format!("cannot write the wrapper kustomization: {e}"))?;

@@ -253,10 +253,14 @@ fn push_objects(
     });
 }
 
+/// Per file label, the kustomize builds that deploy it (duplicates count within one build).
+type DeployedBy = std::collections::HashMap<String, Vec<String>>;
+
 fn read_inputs(
     options: &ScanOptions,
     stdin: &mut dyn Read,
     report: &mut Report,
+    deployed_by: &mut DeployedBy,
 ) -> Vec<(String, String)> {
     let mut sources = Vec::new();
     let mut seen = BTreeSet::new();
@@ -309,7 +313,15 @@ fn read_inputs(
                 std::fs::canonicalize(file)
                     .is_ok_and(|f| layout.roots.iter().any(|r| f.starts_with(r)))
             };
-            let files: Vec<PathBuf> = files.into_iter().filter(|f| !in_project(f)).collect();
+            // Nor are the patches and resources the builds listed from outside the roots.
+            let listed = |file: &PathBuf| {
+                layout.patches.contains(file)
+                    || std::fs::canonicalize(file).is_ok_and(|f| layout.resources.contains(&f))
+            };
+            let files: Vec<PathBuf> = files
+                .into_iter()
+                .filter(|f| !in_project(f) && !listed(f))
+                .collect();
             for file in files {
                 if seen.insert(file.clone()) {
                     match std::fs::read_to_string(&file) {
@@ -337,6 +349,17 @@ fn read_inputs(
                 !layout.unlisted.contains(file)
             })
             .collect();
+        for file in &files {
+            if let Some(tops) = std::fs::canonicalize(file)
+                .ok()
+                .and_then(|f| layout.included_by.get(&f))
+            {
+                deployed_by.insert(
+                    file.display().to_string(),
+                    tops.iter().map(|t| t.display().to_string()).collect(),
+                );
+            }
+        }
         for file in files {
             if !seen.insert(file.clone()) {
                 continue;
@@ -369,7 +392,8 @@ pub fn scan(
         return Err(ScanError::NoInput);
     }
     let mut report = Report::default();
-    let sources = read_inputs(options, stdin, &mut report);
+    let mut deployed_by = DeployedBy::new();
+    let sources = read_inputs(options, stdin, &mut report, &mut deployed_by);
     report.files = sources.len();
     let mut objects = Vec::new();
     // Files parse independently: across files in parallel (order kept), and each text is
@@ -426,7 +450,15 @@ pub fn scan(
     } else {
         ManifestInventory::load(&options.inventory, &options.namespace)?
     };
+    // The scanned files are one set, each kustomize build another: a Secret defined twice in
+    // one set keeps the keys both definitions have; one from another set (--inventory, another
+    // overlay) replaces it.
+    let mut current_set = None;
     for located in &objects {
+        if current_set != Some(&located.set) {
+            inventory.catalog_mut().begin_set();
+            current_set = Some(&located.set);
+        }
         add_object(inventory.catalog_mut(), &located.object, &options.namespace);
     }
     inventory.set_source(if options.inventory.is_empty() {
@@ -446,7 +478,7 @@ pub fn scan(
         .collect();
     report
         .findings
-        .extend(duplicates(&objects, &options.namespace));
+        .extend(duplicates(&objects, &options.namespace, &deployed_by));
     for partial in results {
         report.findings.extend(partial.findings);
         report.errors.extend(partial.errors);
@@ -477,12 +509,24 @@ fn traced(value: &mut Value) -> Option<(String, Document)> {
     let kind = str_at(value, &["kind"]).to_string();
     let name = str_at(value, &["metadata", "name"]).to_string();
     // namePrefix and nameSuffix change the name; the source's name is inside the built one.
-    let document = documents(&text).into_iter().find(|d| {
-        d.content.as_ref().is_ok_and(|c| {
+    // The exact name first, then the longest contained one (`web-worker` is not `web`).
+    let mut candidates: Vec<(usize, Document)> = documents(&text)
+        .into_iter()
+        .filter_map(|d| {
+            let c = d.content.as_ref().ok()?;
             let own = str_at(c, &["metadata", "name"]);
-            str_at(c, &["kind"]) == kind && !own.is_empty() && name.contains(own)
+            let score = if own == name {
+                usize::MAX
+            } else if !own.is_empty() && name.contains(own) {
+                own.len()
+            } else {
+                return None;
+            };
+            (str_at(c, &["kind"]) == kind).then_some((score, d))
         })
-    })?;
+        .collect();
+    candidates.sort_by_key(|(score, _)| std::cmp::Reverse(*score));
+    let document = candidates.into_iter().next()?.1;
     let cwd = std::env::current_dir().unwrap_or_default();
     let label = origin.strip_prefix(&cwd).map_or_else(
         |_| origin.display().to_string(),
@@ -522,7 +566,11 @@ pub const DUPLICATE_OBJECT: &str = "duplicate-object";
 /// and name): kustomize refuses such a set, and `kubectl apply -f dir/` keeps whichever file
 /// it reads last, so what is deployed depends on file order. One finding per definition, each
 /// naming every place the object is defined.
-fn duplicates(objects: &[Located], default_namespace: &str) -> Vec<Finding> {
+fn duplicates(
+    objects: &[Located],
+    default_namespace: &str,
+    deployed_by: &DeployedBy,
+) -> Vec<Finding> {
     type Identity = (String, String, String, String, String);
     let mut definitions: std::collections::BTreeMap<Identity, Vec<usize>> =
         std::collections::BTreeMap::new();
@@ -540,20 +588,30 @@ fn duplicates(objects: &[Located], default_namespace: &str) -> Vec<Finding> {
             "" => default_namespace,
             ns => ns,
         };
-        definitions
-            .entry((
-                located.set.clone(),
-                group.to_string(),
-                kind.to_string(),
-                namespace.to_string(),
-                name.to_string(),
-            ))
-            .or_default()
-            .push(i);
+        // A file of a kustomize project counts in each build that includes it; a plain file,
+        // or a build's output, in its own set.
+        let sets = deployed_by
+            .get(&located.file)
+            .cloned()
+            .unwrap_or_else(|| vec![located.set.clone()]);
+        for set in sets {
+            definitions
+                .entry((
+                    set,
+                    group.to_string(),
+                    kind.to_string(),
+                    namespace.to_string(),
+                    name.to_string(),
+                ))
+                .or_default()
+                .push(i);
+        }
     }
     let mut findings = Vec::new();
+    let mut reported = BTreeSet::new();
     for ((_, _, kind, namespace, name), places) in definitions {
-        if places.len() < 2 {
+        // The same pair seen again through another build that includes both files.
+        if places.len() < 2 || !reported.insert(places.clone()) {
             continue;
         }
         let at: Vec<(usize, usize)> = places
