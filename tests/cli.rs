@@ -476,7 +476,7 @@ async fn serve_with_inventory_allows_and_denies_deployments_over_https() {
     let dir = tempfile::tempdir().unwrap();
     let certs = common::certs(dir.path());
     let (child, addr) = spawn_serve_tls(dir.path(), &certs, &[]);
-    let _child = Guard(child);
+    let _child = common::Guard(child);
     for (name, allowed) in [
         ("deployment-secrets-allowed", true),
         ("deployment-secrets-denied", false),
@@ -502,15 +502,6 @@ async fn serve_with_inventory_allows_and_denies_deployments_over_https() {
                 .unwrap();
             assert_eq!(offline.stdout, body.as_bytes(), "{name}");
         }
-    }
-}
-
-/// Kills the child when the test ends, pass or fail.
-struct Guard(std::process::Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -581,7 +572,7 @@ async fn sighup_reloads_the_policy() {
             "127.0.0.1:0",
         ],
     );
-    let _child = Guard(child);
+    let _child = common::Guard(child);
     let c = client(&certs.ca_cert, Http::One);
     let allowed = || async {
         common::post_text(

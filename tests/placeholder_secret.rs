@@ -142,16 +142,6 @@ fn the_response_names_the_key_never_the_value() {
     }
 }
 
-/// Kills the server when the test ends, pass or fail.
-struct Guard(std::process::Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn serve_logs_and_metrics_hold_no_value() {
     let dir = tempfile::tempdir().unwrap();
@@ -175,7 +165,7 @@ async fn serve_logs_and_metrics_hold_no_value() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let guard = Guard(child);
+    let guard = common::Guard(child);
     let (mut addr, mut metrics_addr) = (None::<String>, None::<String>);
     for _ in 0..300 {
         let text = std::fs::read_to_string(&log).unwrap_or_default();

@@ -140,11 +140,14 @@ struct Located {
 }
 
 impl Located {
-    /// Where the object's field `path` is written, as (line, column); the object's own line
-    /// when the document cannot be read again.
-    fn placer(&self) -> impl Fn(&str) -> (usize, usize) + '_ {
-        let locations = locate::locations(&self.source.0, self.source.1);
-        move |path: &str| locations.locate(&self.base, path).unwrap_or((self.line, 1))
+    /// Where the object's field `path` is written, as (line, column), in `locations` of its
+    /// document; the object's own line when the field cannot be found.
+    fn place(&self, locations: &locate::Locations, path: &str) -> (usize, usize) {
+        locations.locate(&self.base, path).unwrap_or((self.line, 1))
+    }
+
+    fn locations(&self) -> locate::Locations {
+        locate::locations(&self.source.0, self.source.1)
     }
 }
 
@@ -236,12 +239,17 @@ fn push_objects(
         return;
     }
     let source = document.source.clone();
-    let line = locate::locations(&source.0, source.1)
-        .locate(&base, "")
-        .map_or(document.line, |(line, _)| line);
+    // A List item starts where it is written; a document's object where the document does.
+    let line = if base.is_empty() {
+        document.line
+    } else {
+        locate::locations(&source.0, source.1)
+            .locate(&base, "")
+            .map_or(document.line, |(line, _)| line)
+    };
     out.push(Located {
         file: file.to_string(),
-        line: if base.is_empty() { document.line } else { line },
+        line,
         object: value,
         source,
         base,
@@ -290,7 +298,8 @@ fn read_inputs(
         };
         // A directory with kustomizations is read as kustomize reads it.
         let layout = kustomize::layout(Path::new(path), &files).unwrap_or_default();
-        if options.kustomize && !layout.tops.is_empty() {
+        let building = options.kustomize && !layout.tops.is_empty();
+        if building {
             for top in &layout.tops {
                 let cwd = std::env::current_dir().unwrap_or_default();
                 let shown = top.strip_prefix(&cwd).unwrap_or(top).display().to_string();
@@ -303,50 +312,29 @@ fn read_inputs(
                     }),
                 }
             }
-            for file in &layout.unlisted {
-                if seen.insert(file.clone()) {
-                    report.findings.push(not_in_kustomization(file, path));
-                }
-            }
-            // What the builds are made of is not read again as files.
-            let in_project = |file: &PathBuf| {
-                std::fs::canonicalize(file)
-                    .is_ok_and(|f| layout.roots.iter().any(|r| f.starts_with(r)))
-            };
-            // Nor are the patches and resources the builds listed from outside the roots.
-            let listed = |file: &PathBuf| {
-                layout.patches.contains(file)
-                    || std::fs::canonicalize(file).is_ok_and(|f| layout.resources.contains(&f))
-            };
-            let files: Vec<PathBuf> = files
-                .into_iter()
-                .filter(|f| !in_project(f) && !listed(f))
-                .collect();
-            for file in files {
-                if seen.insert(file.clone()) {
-                    match std::fs::read_to_string(&file) {
-                        Ok(text) => sources.push((file.display().to_string(), text)),
-                        Err(e) => report.errors.push(InputError {
-                            file: file.display().to_string(),
-                            line: None,
-                            message: format!("cannot read: {e}"),
-                        }),
-                    }
-                }
-            }
-            continue;
         }
         let files: Vec<PathBuf> = files
             .into_iter()
             .filter(|file| {
-                if layout.patches.contains(file) {
-                    report.skipped_patches += 1;
+                if layout.unlisted.contains(file) {
+                    if seen.insert(file.clone()) {
+                        report.findings.push(not_in_kustomization(file, path));
+                    }
                     return false;
                 }
-                if layout.unlisted.contains(file) && seen.insert(file.clone()) {
-                    report.findings.push(not_in_kustomization(file, path));
+                if layout.patches.contains(file) {
+                    if !building {
+                        report.skipped_patches += 1;
+                    }
+                    return false;
                 }
-                !layout.unlisted.contains(file)
+                // What the builds are made of (the project's files, and resources listed from
+                // outside its root) is not read again as files.
+                !(building
+                    && std::fs::canonicalize(file).is_ok_and(|f| {
+                        layout.roots.iter().any(|r| f.starts_with(r))
+                            || layout.resources.contains(&f)
+                    }))
             })
             .collect();
         for file in &files {
@@ -616,7 +604,7 @@ fn duplicates(
         }
         let at: Vec<(usize, usize)> = places
             .iter()
-            .map(|&i| objects[i].placer()("metadata.name"))
+            .map(|&i| objects[i].place(&objects[i].locations(), "metadata.name"))
             .collect();
         let listed: Vec<String> = places
             .iter()
@@ -655,9 +643,6 @@ fn duplicates(
     }
     findings
 }
-
-/// Field path -> (line, column) in the object's document.
-type Placer<'a> = Box<dyn Fn(&str) -> (usize, usize) + 'a>;
 
 fn evaluate(engine: &Engine, located: &Located, default_namespace: &str, report: &mut Report) {
     let object = &located.object;
@@ -714,17 +699,9 @@ fn evaluate(engine: &Engine, located: &Located, default_namespace: &str, report:
             return;
         }
     };
-    let has_findings = !(decision.denied_by.is_empty()
-        && decision.warnings.is_empty()
-        && decision.exempted.is_empty()
-        && decision.notices.is_empty()
-        && decision.policy_notes.is_empty());
     // The document is read again only when something is to be placed in it.
-    let place: Placer<'_> = if has_findings {
-        Box::new(located.placer())
-    } else {
-        Box::new(|_: &str| (located.line, 1))
-    };
+    let locations = std::cell::OnceCell::new();
+    let place = |path: &str| located.place(locations.get_or_init(|| located.locations()), path);
     // A built object is placed in its source file, but a patch may have changed the field:
     // say which build it is, so the value shown is not mistaken for the file's.
     let built = located.set.strip_prefix(KUSTOMIZE_BUILD);

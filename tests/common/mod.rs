@@ -238,3 +238,13 @@ pub fn spawn_serve(dir: &Path, args: &[&str]) -> (std::process::Child, SocketAdd
         .expect("server did not log its address");
     (child, addr)
 }
+
+/// A child process (a spawned `applyguard serve`) killed when the test ends, pass or fail.
+pub struct Guard(pub std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
