@@ -79,8 +79,13 @@ fn paths_of(value: Option<&Value>) -> impl Iterator<Item = &str> {
 struct Entries {
     resources: Vec<PathBuf>,
     patches: Vec<PathBuf>,
+    /// Files configMapGenerator and secretGenerator read (`files`, `envs`): inputs of the
+    /// build, not manifests, and not unlisted either.
+    generator_inputs: Vec<PathBuf>,
     /// Kustomizations of the directories it includes.
     children: Vec<PathBuf>,
+    /// `kind: Component`: only buildable as part of a kustomization that lists it.
+    component: bool,
 }
 
 fn entries(kustomization: &Path) -> Entries {
@@ -96,6 +101,21 @@ fn entries(kustomization: &Path) -> Entries {
     else {
         return out;
     };
+    out.component = doc.get("kind").and_then(Value::as_str) == Some("Component");
+    for generator in ["configMapGenerator", "secretGenerator"] {
+        for entry in doc
+            .get(generator)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let files = strings(entry.get("files")).chain(strings(entry.get("envs")));
+            // `files` entries may be `key=path`.
+            for file in files.map(|f| f.rsplit_once('=').map_or(f, |(_, p)| p)) {
+                out.generator_inputs.extend(canonical(&dir.join(file)));
+            }
+        }
+    }
     for field in ["resources", "bases", "components", "crds"] {
         for entry in strings(doc.get(field)).filter(|e| !is_remote(e)) {
             let Some(target) = canonical(&dir.join(entry)) else {
@@ -190,10 +210,12 @@ pub fn layout(root: &Path, files: &[PathBuf]) -> Option<Layout> {
     let included: BTreeSet<&PathBuf> = named.values().flat_map(|e| &e.children).collect();
     let tops: Vec<PathBuf> = keys
         .iter()
-        .filter(|k| !included.contains(k))
+        .filter(|k| !included.contains(k) && !named[*k].component)
         .filter_map(|k| k.parent().map(Path::to_path_buf))
         .collect();
     let resources: BTreeSet<&PathBuf> = named.values().flat_map(|e| &e.resources).collect();
+    let generator_inputs: BTreeSet<&PathBuf> =
+        named.values().flat_map(|e| &e.generator_inputs).collect();
     let patches: BTreeSet<&PathBuf> = named.values().flat_map(|e| &e.patches).collect();
     let mut included_by: std::collections::BTreeMap<PathBuf, BTreeSet<PathBuf>> =
         Default::default();
@@ -229,7 +251,7 @@ pub fn layout(root: &Path, files: &[PathBuf]) -> Option<Layout> {
         let Some(path) = canonical(file) else {
             continue;
         };
-        if is_kustomization(file) || resources.contains(&path) {
+        if is_kustomization(file) || resources.contains(&path) || generator_inputs.contains(&path) {
             continue;
         }
         if patches.contains(&path) {
@@ -448,6 +470,44 @@ mod tests {
             .map(|p| p.strip_prefix(root).unwrap())
             .collect();
         assert_eq!(unlisted, [Path::new("k8s/unused/pod.yaml")]);
+    }
+
+    #[test]
+    fn components_are_not_built_alone_and_generator_inputs_are_not_unlisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let files = vec![
+            write(
+                root,
+                "base/kustomization.yaml",
+                "resources: [pod.yaml]\nconfigMapGenerator:\n  - name: c\n    files: [config.yaml=policy.yaml]\n    envs: [settings.env.yaml]\n",
+            ),
+            write(root, "base/pod.yaml", "kind: Pod\n"),
+            write(root, "base/policy.yaml", "mode: warn\n"),
+            write(root, "base/settings.env.yaml", "A=1\n"),
+            write(
+                root,
+                "components/warn/kustomization.yaml",
+                "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n",
+            ),
+            write(
+                root,
+                "overlays/warn/kustomization.yaml",
+                "resources: [../../base]\ncomponents: [../../components/warn]\n",
+            ),
+        ];
+        let layout = layout(root, &files).unwrap();
+        assert!(layout.unlisted.is_empty(), "{:?}", layout.unlisted);
+        let tops: Vec<_> = layout
+            .tops
+            .iter()
+            .map(|t| {
+                t.strip_prefix(std::fs::canonicalize(root).unwrap())
+                    .unwrap()
+                    .to_path_buf()
+            })
+            .collect();
+        assert_eq!(tops, [Path::new("overlays/warn")]);
     }
 
     #[test]

@@ -306,7 +306,7 @@ fn read_inputs(
                 match kustomize::build(top) {
                     Ok(text) => sources.push((format!("{KUSTOMIZE_BUILD}{shown}"), text)),
                     Err(message) => report.errors.push(InputError {
-                        file: top.display().to_string(),
+                        file: shown,
                         line: None,
                         message,
                     }),
