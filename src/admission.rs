@@ -16,17 +16,9 @@ use serde_json::Value;
 use crate::engine::{Decision, Engine, Request};
 use crate::exemptions::Caller;
 use crate::rules::Violation;
+use crate::warnings::one_line;
 
-/// kube-apiserver keeps every warning of a response whole while they total at most 4096 runes;
-/// past that it cuts each to 256 runes and drops the rest once 4096 are written
-/// (k8s.io/apiserver `endpoints/filters/warning.go`, KEP-1693)...
-pub const APISERVER_WARNINGS_RUNES: usize = 4096;
-pub const APISERVER_WARNING_ITEM_RUNES: usize = 256;
-/// ...so applyguard stays below the total, leaving room for other admission plugins' and the
-/// API server's own warnings (deprecations) in the same response, and so never triggers that cut.
-pub const WARNINGS_TOTAL_BUDGET: usize = APISERVER_WARNINGS_RUNES - 512;
-/// When all of them would not fit whole, each is cut to this (on a word boundary) to show more.
-pub const WARNING_SHORT_RUNES: usize = APISERVER_WARNING_ITEM_RUNES;
+pub use crate::warnings::{WARNING_MAX_RUNES, WARNINGS_TOTAL_BUDGET, warnings};
 
 /// Why a request body is not a usable AdmissionReview (answered with HTTP 400).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -313,13 +305,6 @@ pub const MAX_LISTED_VIOLATIONS: usize = 50;
 /// ...and no more once the message reaches this many bytes.
 pub const MAX_DENIAL_MESSAGE: usize = 32 * 1024;
 
-/// Replaces control characters (kube-apiserver drops any warning containing one).
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
 /// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
 fn truncate(text: String, max: usize) -> String {
     if text.len() <= max {
@@ -331,79 +316,6 @@ fn truncate(text: String, max: usize) -> String {
         end -= 1;
     }
     format!("{}{ellipsis}", &text[..end])
-}
-
-fn runes(text: &str) -> usize {
-    text.chars().count()
-}
-
-/// Cuts `text` to at most `max` runes, at the last space if there is one in the final quarter
-/// (a word cut in half reads as a different word), marking the cut with "...".
-fn shorten(text: &str, max: usize) -> String {
-    if runes(text) <= max {
-        return text.to_string();
-    }
-    let keep: String = text.chars().take(max - 3).collect();
-    let cut = match keep.rfind(' ') {
-        Some(space) if runes(&keep[..space]) >= max * 3 / 4 => &keep[..space],
-        _ => keep.as_str(),
-    };
-    format!("{}...", cut.trim_end_matches([' ', ',', ';', ':']))
-}
-
-/// One warning per violation, each one line starting with the rule id and carrying what the
-/// denial says (message, value, fix), kept whole when they all fit the API server's budget. When they do not, each is shortened to
-/// 256 runes on a word boundary, and the last one says how many were left out.
-pub fn warnings(decision: &Decision) -> Vec<String> {
-    let lines: Vec<String> = decision
-        .warnings
-        .iter()
-        .map(|v| format!("{} {}: {}", v.rule, v.path, v.detail()))
-        .chain(decision.exempted.iter().map(|e| {
-            let v = &e.violation;
-            format!(
-                "{} {}: exempt ({}): {}",
-                v.rule,
-                v.path,
-                e.exemption,
-                v.detail()
-            )
-        }))
-        .chain(
-            decision
-                .notices
-                .iter()
-                .map(|n| format!("{} {}: {}", n.rule, n.path, n.message)),
-        )
-        .chain(
-            decision
-                .policy_notes
-                .iter()
-                .map(|n| format!("applyguard: {n}")),
-        )
-        .map(|line| one_line(&line))
-        .collect();
-    if lines.iter().map(|l| runes(l)).sum::<usize>() <= WARNINGS_TOTAL_BUDGET {
-        return lines;
-    }
-    // Room for the "N more" line, so it always fits.
-    let budget = WARNINGS_TOTAL_BUDGET - WARNING_SHORT_RUNES;
-    let total = lines.len();
-    let mut out = Vec::new();
-    let mut used = 0;
-    for (i, line) in lines.into_iter().enumerate() {
-        let line = shorten(&line, WARNING_SHORT_RUNES);
-        if used + runes(&line) > budget {
-            out.push(format!(
-                "applyguard: {} more warning(s) not shown; see the audit log or run applyguard review",
-                total - i
-            ));
-            return out;
-        }
-        used += runes(&line);
-        out.push(line);
-    }
-    out
 }
 
 /// Audit annotations: one key per mode and rule, listing each field and message.
@@ -447,74 +359,6 @@ pub fn elapsed_ms(start: Instant) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::RuleId;
-
-    fn violation(i: usize) -> Violation {
-        Violation {
-            rule: RuleId::PlaceholderImage,
-            path: format!("spec.template.spec.containers[{i}].image"),
-            value: "ghcr.io/your-org/app".into(),
-            message: "container \"app\" image contains the placeholder \"your-org\"\nsecond line"
-                .into(),
-            fix: "replace it.".into(),
-        }
-    }
-
-    #[test]
-    fn warnings_are_single_whole_lines_while_they_fit() {
-        let mut list: Vec<_> = (0..3).map(violation).collect();
-        list[1].message = format!("{}\nsecond line", "long words ".repeat(30));
-        let w = warnings(&Decision {
-            warnings: list,
-            ..Decision::default()
-        });
-        assert_eq!(w.len(), 3);
-        for line in &w {
-            assert!(line.starts_with("placeholder-image "), "{line}");
-            assert!(!line.chars().any(char::is_control), "{line}");
-            assert!(!line.ends_with("..."), "kept whole: {line}");
-        }
-        assert!(
-            w[1].contains("second line (value: ") && w[1].ends_with("Fix: replace it."),
-            "{}",
-            w[1]
-        );
-        assert!(runes(&w[1]) > 256, "a long one stays whole too");
-    }
-
-    #[test]
-    fn too_many_warnings_are_shortened_on_words_and_end_with_a_count() {
-        let mut list: Vec<_> = (0..200).map(violation).collect();
-        for v in &mut list {
-            v.message = format!("{} and the fix", "wördé ".repeat(60));
-        }
-        let w = warnings(&Decision {
-            warnings: list,
-            ..Decision::default()
-        });
-        let total: usize = w.iter().map(|l| runes(l)).sum();
-        assert!(total <= WARNINGS_TOTAL_BUDGET, "{total}");
-        let (last, shown) = w.split_last().unwrap();
-        assert_eq!(
-            last,
-            &format!(
-                "applyguard: {} more warning(s) not shown; see the audit log or run applyguard review",
-                200 - shown.len()
-            )
-        );
-        for line in shown {
-            assert!(runes(line) <= WARNING_SHORT_RUNES, "{line}");
-            assert!(line.ends_with("wördé..."), "cut after a whole word: {line}");
-        }
-    }
-
-    #[test]
-    fn shorten_cuts_mid_word_only_without_a_space_near_the_end() {
-        assert_eq!(shorten("abcdefghij", 8), "abcde...");
-        assert_eq!(shorten("short", 8), "short");
-        assert_eq!(shorten("aaaaaa bbbbbbbbbbbbb", 12), "aaaaaa bb...");
-        assert_eq!(shorten("aaaa bbbbbbbbbbbbbbbbbbbbb", 14), "aaaa bbbbbb...");
-    }
 
     #[test]
     fn truncation_respects_char_boundaries() {

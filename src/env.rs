@@ -38,6 +38,13 @@ pub struct EnvVar {
     pub path: String,
     /// Where the value was read, for messages: `value`, `ConfigMap "kafka-env" key "X"`.
     pub origin: String,
+    /// The ConfigMap key the value was read from, when it was: where it must be fixed.
+    pub config_map: Option<crate::rules::ConfigMapKey>,
+}
+
+/// How a variable read from a ConfigMap key says where it came from.
+pub fn config_map_origin(name: &str, key: &str) -> String {
+    format!("ConfigMap {name:?} key {key:?}")
 }
 
 /// The longest value an expansion may produce. `A=$(B)$(B)`, `B=$(C)$(C)`... doubles at each
@@ -128,7 +135,11 @@ pub fn resolve(
                             name,
                             value: EnvValue::Known(value.clone()),
                             path: path.clone(),
-                            origin: format!("ConfigMap {:?} key {key:?}", cm.name),
+                            origin: config_map_origin(&cm.name, key),
+                            config_map: Some(crate::rules::ConfigMapKey {
+                                name: cm.name.clone(),
+                                key: key.clone(),
+                            }),
                         });
                     }
                 }
@@ -141,15 +152,22 @@ pub fn resolve(
     }
     for (i, env) in container.env.iter().enumerate() {
         let base = format!("{}.env[{i}]", container.path);
+        let mut config_map = None;
         let (value, path, origin) = match (&env.value, &env.value_from) {
             (_, Some(from)) => {
                 if let Some(r) = &from.config_map_key_ref {
                     let value = inventory
                         .config_map(namespace, &r.name)
                         .and_then(|cm| cm.data.get(&r.key).cloned());
-                    let origin = format!("ConfigMap {:?} key {:?}", r.name, r.key);
+                    let origin = config_map_origin(&r.name, &r.key);
                     let value = match value {
-                        Some(v) => EnvValue::Known(v),
+                        Some(v) => {
+                            config_map = Some(crate::rules::ConfigMapKey {
+                                name: r.name.clone(),
+                                key: r.key.clone(),
+                            });
+                            EnvValue::Known(v)
+                        }
                         None => EnvValue::Unknown(format!("{origin}, not in the inventory")),
                     };
                     (value, format!("{base}.valueFrom.configMapKeyRef"), origin)
@@ -193,6 +211,7 @@ pub fn resolve(
             value,
             path,
             origin,
+            config_map,
         });
     }
     vars

@@ -21,4 +21,5 @@ pub mod rules;
 pub mod scan;
 pub mod server;
 pub mod tls;
+pub mod warnings;
 pub mod workload;

@@ -262,6 +262,28 @@ fn cases() -> Vec<Case> {
             vec![(E1, &["CONTROLLER://:9094"])],
         ),
         case(
+            "two plaintext listeners in one setting: one finding naming both",
+            pod_env(
+                &[
+                    (
+                        "KAFKA_CFG_LISTENER_SECURITY_PROTOCOL_MAP",
+                        "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,INTERNAL:SASL_PLAINTEXT",
+                    ),
+                    (
+                        "KAFKA_CFG_LISTENERS",
+                        "PLAINTEXT://:9092,CONTROLLER://:9093,INTERNAL://:9094,LOCAL://127.0.0.1:9095",
+                    ),
+                ],
+                json!({}),
+            ),
+            vec![(
+                E1,
+                &[
+                    "listeners \"PLAINTEXT://:9092\" (PLAINTEXT), \"CONTROLLER://:9093\" (PLAINTEXT), \"INTERNAL://:9094\" (SASL_PLAINTEXT) are unencrypted on the network",
+                ],
+            )],
+        ),
+        case(
             "plaintext scheme in bootstrap servers",
             pod_env(
                 &[(

@@ -766,3 +766,48 @@ fn sets_are_kept_apart() {
         "unknown keys are a notice: {refs:#?}"
     );
 }
+
+/// A Kafka ConfigMap and the StatefulSet that reads it with envFrom: each setting is reported
+/// once, at the ConfigMap key where it is fixed, judged with the reader's whole environment (the
+/// CONTROLLER listener is plaintext only through the StatefulSet's protocol map); a listener
+/// setting with two plaintext listeners is one finding naming both. Scanned without the
+/// ConfigMap, the reader keeps its findings (the webhook, which sees one object, does the same).
+#[test]
+fn a_configmap_setting_is_one_finding_where_it_is_fixed() {
+    let (code, report) = json_report(&[&fixture("kafka-configmap")]);
+    assert_eq!(code, 1, "{report:#}");
+    let got = findings(&report, "enforce");
+    assert_eq!(
+        got,
+        [
+            ("kafka-env.yaml:8", "data.KAFKA_CFG_LISTENERS"),
+            ("kafka-env.yaml:9", "data.KAFKA_CFG_ADVERTISED_LISTENERS"),
+            ("kafka-env.yaml:10", "data.ALLOW_PLAINTEXT_LISTENER"),
+        ]
+        .map(|(at, path)| (
+            at.to_string(),
+            "plaintext-kafka".to_string(),
+            path.to_string()
+        )),
+        "{report:#}"
+    );
+    let listeners = &report["findings"][0];
+    assert_eq!(listeners["kind"], "ConfigMap");
+    assert_eq!(listeners["name"], "kafka-env");
+    assert_eq!(
+        listeners["message"],
+        "read by StatefulSet kafka, container \"kafka\": KAFKA_CFG_LISTENERS listeners \"PLAINTEXT://:9092\" (PLAINTEXT), \"CONTROLLER://:9093\" (PLAINTEXT) are unencrypted on the network"
+    );
+
+    let alone = format!("{}/kafka.yaml", fixture("kafka-configmap"));
+    let with_inventory = format!("{}/kafka-env.yaml", fixture("kafka-configmap"));
+    let (code, report) = json_report(&["--inventory", &with_inventory, &alone]);
+    assert_eq!(code, 1, "{report:#}");
+    let got = findings(&report, "enforce");
+    assert_eq!(got.len(), 3, "{report:#}");
+    assert!(
+        got.iter().all(|(at, _, path)| at == "kafka.yaml:21"
+            && path == "spec.template.spec.containers[0].envFrom[0].configMapRef"),
+        "{got:?}"
+    );
+}

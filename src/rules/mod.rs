@@ -70,6 +70,17 @@ pub struct Violation {
     pub message: String,
     /// How to fix it, in one sentence.
     pub fix: String,
+    /// When the offending setting is written in a ConfigMap key the object reads (a
+    /// container's env from a ConfigMap): where it must be fixed, so that a scan that holds the
+    /// ConfigMap reports it once, there.
+    pub source: Option<ConfigMapKey>,
+}
+
+/// A key of a ConfigMap in the object's namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConfigMapKey {
+    pub name: String,
+    pub key: String,
 }
 
 impl Violation {

@@ -361,6 +361,7 @@ impl Rule for PlaceholderImage {
                 value: image.to_string(),
                 message,
                 fix,
+                source: None,
             });
         }
     }

@@ -148,6 +148,7 @@ impl Rule for PlaceholderSecret {
                 fix: format!(
                     "put the real value in {field_name}.{key} out of band (an ExternalSecret, a SealedSecret, or kubectl create secret), and keep this template out of what is applied."
                 ),
+                source: None,
             });
         };
         if let Some(map) = subject.object.get("stringData").and_then(Value::as_object) {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{Findings, Notice, ObjectSubject, Rule, RuleId, Subject, Violation};
+use super::{ConfigMapKey, Findings, Notice, ObjectSubject, Rule, RuleId, Subject, Violation};
 use crate::env;
 use crate::kafka::{
     self, Setting, bootstrap_scheme, is_false, is_plaintext_protocol, is_true, listener_protocol,
@@ -29,6 +29,8 @@ struct Found {
     path: String,
     /// `from ConfigMap "x" key "y"`, `line 12`, or empty.
     origin: String,
+    /// The ConfigMap key a container's variable was read from.
+    config_map: Option<ConfigMapKey>,
 }
 
 /// A finding before it becomes a violation or a notice.
@@ -37,6 +39,7 @@ struct Problem {
     value: String,
     message: String,
     fix: &'static str,
+    source: Option<ConfigMapKey>,
 }
 
 const FIX_LISTENER: &str = "use an SSL or SASL_SSL listener (map it in listener.security.protocol.map), or bind the listener to 127.0.0.1 only.";
@@ -90,22 +93,40 @@ fn analyse(
                 value: value.to_string(),
                 message,
                 fix,
+                source: f.config_map.clone(),
             })
         };
         match f.setting {
             Setting::Listeners | Setting::AdvertisedListeners => {
-                for listener in parse_listeners(value) {
-                    let Some(protocol) = listener_protocol(&listener.name, &map) else {
-                        continue;
-                    };
-                    if is_plaintext_protocol(&protocol) && !listener.is_loopback() {
+                // One setting, one finding: every plaintext listener it declares is named in it.
+                let plaintext: Vec<(String, String)> = parse_listeners(value)
+                    .into_iter()
+                    .filter(|listener| !listener.is_loopback())
+                    .filter_map(|listener| {
+                        let protocol = listener_protocol(&listener.name, &map)?;
+                        is_plaintext_protocol(&protocol).then_some((listener.raw, protocol))
+                    })
+                    .collect();
+                match plaintext.as_slice() {
+                    [] => {}
+                    [(raw, protocol)] => report(
+                        format!(
+                            "{who}: {what} listener {raw:?} uses {protocol}, unencrypted on the network"
+                        ),
+                        FIX_LISTENER,
+                    ),
+                    several => {
+                        let listed: Vec<String> = several
+                            .iter()
+                            .map(|(raw, protocol)| format!("{raw:?} ({protocol})"))
+                            .collect();
                         report(
                             format!(
-                                "{who}: {what} listener {:?} uses {protocol}, unencrypted on the network",
-                                listener.raw
+                                "{who}: {what} listeners {} are unencrypted on the network",
+                                listed.join(", ")
                             ),
                             FIX_LISTENER,
-                        );
+                        )
                     }
                 }
             }
@@ -217,6 +238,7 @@ fn analyse(
                 label_with_origin(f)
             ),
             fix: "set security.protocol (e.g. KAFKA_SECURITY_PROTOCOL or the client's properties) to SSL or SASL_SSL.",
+            source: f.config_map.clone(),
         });
     }
 }
@@ -257,6 +279,7 @@ fn flags(args: &[(String, String)]) -> Vec<Found> {
             value,
             path: value_path,
             origin: String::new(),
+            config_map: None,
         });
     }
     out
@@ -279,6 +302,7 @@ impl PlaintextKafka {
                 value: p.value,
                 message: p.message,
                 fix: p.fix.to_string(),
+                source: p.source,
             });
         }
         for p in implicit {
@@ -289,6 +313,7 @@ impl PlaintextKafka {
                     value: p.value,
                     message: p.message,
                     fix: p.fix.to_string(),
+                    source: p.source,
                 }),
                 ImplicitDefault::Warn => out.notices.push(Notice {
                     rule: RuleId::PlaintextKafka,
@@ -318,6 +343,7 @@ impl PlaintextKafka {
                             value: Some(p.value),
                             path: format!("data[{key}]"),
                             origin: format!("line {}", p.line),
+                            config_map: None,
                         })
                     })
                     .collect();
@@ -335,6 +361,7 @@ impl PlaintextKafka {
                     value: Some(text.to_string()),
                     path: format!("data.{key}"),
                     origin: String::new(),
+                    config_map: None,
                 });
             }
         }
@@ -364,6 +391,7 @@ impl PlaintextKafka {
                             value: "false".to_string(),
                             message: format!("Strimzi listener {name:?} on port {port} has tls: false, so clients connect in plaintext"),
                             fix: "set tls: true on the listener (and configure authentication), or remove it.",
+                            source: None,
                         });
                     }
                 }
@@ -374,6 +402,7 @@ impl PlaintextKafka {
                 value: "plain".to_string(),
                 message: "Strimzi listener \"plain\" is a plaintext listener".to_string(),
                 fix: "remove the plain listener and use tls (or move to the listeners array with tls: true).",
+                source: None,
             }),
             _ => {}
         }
@@ -425,6 +454,7 @@ impl Rule for PlaintextKafka {
                         } else {
                             format!("from {}", var.origin)
                         },
+                        config_map: var.config_map.clone(),
                     })
                 })
                 .collect();

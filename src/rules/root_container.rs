@@ -60,6 +60,7 @@ impl Rule for RootContainer {
                 value,
                 message,
                 fix: fix.to_string(),
+                source: None,
             };
             if windows {
                 match eff.windows_user {

@@ -116,6 +116,7 @@ impl SecretReferences {
                 message,
                 fix: "retry once applyguard reports ready (GET /readyz), or set failureMode: warn."
                     .to_string(),
+                source: None,
             }),
             FailureMode::Warn => out.notices.push(Notice {
                 rule: RuleId::SecretRef,
@@ -222,6 +223,7 @@ impl SecretReferences {
                             String::new()
                         }
                     ),
+                    source: None,
                 }),
             }
         }
@@ -348,6 +350,7 @@ fn violation(r: &SecretRef<'_>, message: String, fix: String) -> Violation {
         },
         message,
         fix,
+        source: None,
     }
 }
 

@@ -7,7 +7,7 @@ mod locate;
 pub mod report;
 mod yaml;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -67,6 +67,10 @@ pub struct Finding {
     pub value: String,
     pub message: String,
     pub fix: String,
+    /// The ConfigMap key (in `namespace`) the offending setting is read from, for findings on
+    /// the objects that read it: the scan reports it there when it holds that ConfigMap.
+    #[serde(skip)]
+    pub read_from: Option<crate::rules::ConfigMapKey>,
 }
 
 /// Input that could not be used: unreadable files, documents that do not parse, duplicate
@@ -456,7 +460,7 @@ pub fn scan(
     });
     let engine = Engine::with_inventory(policy, std::sync::Arc::new(inventory))?;
     // Objects are evaluated independently (the engine is shared read-only); order is kept.
-    let results: Vec<Report> = objects
+    let mut results: Vec<Report> = objects
         .par_iter()
         .map(|located| {
             let mut partial = Report::default();
@@ -464,6 +468,7 @@ pub fn scan(
             partial
         })
         .collect();
+    report_where_fixed(&objects, &options.namespace, &mut results);
     report
         .findings
         .extend(duplicates(&objects, &options.namespace, &deployed_by));
@@ -543,6 +548,7 @@ fn not_in_kustomization(file: &Path, root: &str) -> Finding {
             "not evaluated: no kustomization under {root} includes this file, so kustomize does not deploy it"
         ),
         fix: "list it in a kustomization's resources if it is deployed, or remove it; scan it on its own (applyguard scan FILE) to check it anyway.".to_string(),
+        read_from: None,
     }
 }
 
@@ -638,10 +644,96 @@ fn duplicates(
                     }
                 ),
                 fix: "keep one definition (merge the two), or give them different names.".to_string(),
+                read_from: None,
             });
         }
     }
     findings
+}
+
+/// A setting a workload reads from a ConfigMap is fixed in the ConfigMap: when the same set holds
+/// that ConfigMap, the finding is reported once, at the ConfigMap's key, instead of at the reader
+/// and again at the ConfigMap. The reader's finding is the one kept: it judged the setting with
+/// the whole environment (a listener the ConfigMap declares may be plaintext only through the
+/// reader's protocol map), so the ConfigMap's findings and its readers' agree. The ConfigMap's own
+/// level stands where it has a finding of its own (its namespace mode and exemptions).
+fn report_where_fixed(objects: &[Located], default_namespace: &str, results: &mut [Report]) {
+    type Place<'a> = (&'a str, &'a str, &'a str);
+    let mut config_maps: HashMap<Place<'_>, usize> = HashMap::new();
+    for (i, located) in objects.iter().enumerate() {
+        let object = &located.object;
+        if str_at(object, &["apiVersion"]) == "v1" && str_at(object, &["kind"]) == "ConfigMap" {
+            let namespace = match str_at(object, &["metadata", "namespace"]) {
+                "" => default_namespace,
+                namespace => namespace,
+            };
+            let name = str_at(object, &["metadata", "name"]);
+            config_maps
+                .entry((&objects[i].set, namespace, name))
+                .or_insert(i);
+        }
+    }
+    if config_maps.is_empty() {
+        return;
+    }
+    let mut moved: BTreeMap<(usize, &'static str, String), Finding> = BTreeMap::new();
+    for (i, partial) in results.iter_mut().enumerate() {
+        let mut kept = Vec::with_capacity(partial.findings.len());
+        for finding in std::mem::take(&mut partial.findings) {
+            let target = finding.read_from.as_ref().and_then(|key| {
+                let at = config_maps.get(&(
+                    objects[i].set.as_str(),
+                    finding.namespace.as_str(),
+                    key.name.as_str(),
+                ))?;
+                Some((*at, key))
+            });
+            let Some((at, key)) = target.filter(|(at, _)| *at != i) else {
+                kept.push(finding);
+                continue;
+            };
+            let config_map = &objects[at];
+            let path = format!("data.{}", key.key);
+            let (line, column) = config_map.place(&config_map.locations(), &path);
+            let relocated = Finding {
+                file: config_map.file.clone(),
+                line,
+                column,
+                api_version: "v1".to_string(),
+                kind: "ConfigMap".to_string(),
+                name: key.name.clone(),
+                // At the ConfigMap itself, "(from ConfigMap ... key ...)" would say it twice.
+                message: format!(
+                    "read by {} {}, {}",
+                    finding.kind,
+                    finding.name,
+                    finding.message.replacen(
+                        &format!(
+                            " (from {})",
+                            crate::env::config_map_origin(&key.name, &key.key)
+                        ),
+                        "",
+                        1
+                    )
+                ),
+                read_from: None,
+                path: path.clone(),
+                ..finding
+            };
+            // Several readers of one key: the first one read says it.
+            moved.entry((at, relocated.rule, path)).or_insert(relocated);
+        }
+        partial.findings = kept;
+    }
+    for ((at, rule, path), mut finding) in moved {
+        let own = &mut results[at].findings;
+        if let Some(first) = own.iter().position(|f| f.rule == rule && f.path == path) {
+            finding.level = own[first].level;
+            own.retain(|f| !(f.rule == rule && f.path == path));
+        }
+        own.push(finding);
+        own.sort_by_key(|f| (f.line, f.column));
+    }
 }
 
 fn evaluate(engine: &Engine, located: &Located, default_namespace: &str, report: &mut Report) {
@@ -727,6 +819,7 @@ fn evaluate(engine: &Engine, located: &Located, default_namespace: &str, report:
                 value: value.to_string(),
                 message: message.to_string(),
                 fix: fix.to_string(),
+                read_from: None,
             }
         };
     for (level, violations) in [
@@ -734,27 +827,31 @@ fn evaluate(engine: &Engine, located: &Located, default_namespace: &str, report:
         (Level::Warn, &decision.warnings),
     ] {
         for v in violations {
-            report.findings.push(finding(
+            let mut found = finding(
                 level,
                 v.rule.as_str(),
                 &v.path,
                 &v.value,
                 &v.message,
                 &v.fix,
-            ));
+            );
+            found.read_from = v.source.clone();
+            report.findings.push(found);
         }
     }
     for e in &decision.exempted {
         let v = &e.violation;
         let message = format!("{} (exempt: {})", v.message, e.exemption);
-        report.findings.push(finding(
+        let mut found = finding(
             Level::Exempt,
             v.rule.as_str(),
             &v.path,
             &v.value,
             &message,
             &v.fix,
-        ));
+        );
+        found.read_from = v.source.clone();
+        report.findings.push(found);
     }
     for note in &decision.policy_notes {
         report.findings.push(finding(

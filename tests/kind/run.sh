@@ -119,12 +119,25 @@ denied_with() { # RULE PATH TEXT KUBECTL_ARGS...
 warned() { # RULE PATH KUBECTL_ARGS...
 	local rule=$1 path=$2
 	shift 2
-	kc "$@" && grep -qF "Warning: $rule $path" <<<"$out"
+	kc "$@" && grep -qF -e "Warning: $rule $path" -e "Warning: $rule $(short_path "$path")" <<<"$out"
+}
+# The field path a warning too long for 256 runes is composed with (src/warnings.rs short_path).
+short_path() { # PATH
+	local path=${1%.valueFrom.secretKeyRef}
+	path=${path%.valueFrom.configMapKeyRef}
+	if [[ $path == *template.spec.* ]]; then
+		path=${path##*template.spec.}
+	elif [[ $path =~ ^spec\.(containers\[|initContainers\[|ephemeralContainers\[|volumes\[|securityContext|imagePullSecrets\[) ]]; then
+		path=${path#spec.}
+	fi
+	printf '%s' "$path"
 }
 noticed() { # RULE PATH TEXT KUBECTL_ARGS...
-	local rule=$1 path=$2 text=$3
+	local rule=$1 path=$2 text=$3 short
 	shift 3
-	kc "$@" && grep -F "Warning: $rule $path: " <<<"$out" | grep -qF "$text"
+	short=$(short_path "$path")
+	kc "$@" && grep -e "^Warning: $rule " <<<"$out" |
+		grep -F -e "Warning: $rule $path: " -e "Warning: $rule $short: " | grep -qF "$text"
 }
 clean() { # KUBECTL_ARGS...
 	kc "$@" && ! grep -q "Warning:" <<<"$out"
