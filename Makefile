@@ -9,8 +9,9 @@ build:
 	$(CARGO) build --release --locked
 
 # Dev certificates (rcgen, in certs-dev/) and HTTPS on 127.0.0.1:8443 with the example policy.
+# The allocator settings of deploy/Dockerfile (see docs/benchmarks.md).
 run:
-	$(CARGO) run --release --locked -- serve --dev --listen $(LISTEN) --config examples/policy.yaml --inventory examples/inventory
+	MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0 $(CARGO) run --release --locked -- serve --dev --listen $(LISTEN) --config examples/policy.yaml --inventory examples/inventory
 
 # Formatting, lints and every test: unit and integration (real HTTPS, real TLS clients), and the
 # end-to-end suite against a real etcd + kube-apiserver (tests/e2e; binaries from

@@ -40,6 +40,10 @@ use tokio_rustls::TlsAcceptor;
 use applyguard::server::{Limits, shutdown_signal};
 use applyguard::{admission, tls};
 
+/// The allocator `applyguard serve` uses, so the comparison is of the work, not of allocators.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     listen: SocketAddr,
     cert: PathBuf,

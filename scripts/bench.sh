@@ -18,6 +18,7 @@
 #   BENCH_PROFILE=0          1: perf-record serve under load at concurrency 8, and one scan
 #   BENCH_SKIP_CRITERION=0   1: skip the engine micro-benchmarks
 #   BENCH_REPORT_ONLY=0      1: only write report.md again from the last run's raw numbers
+#   BENCH_INSTRUCTION_REPEATS=10  answers per callgrind run beyond the first (instruction counts)
 #   BENCH_PORT_A=18443, BENCH_PORT_B=18444, BENCH_PORT_METRICS=18445
 #                            loopback ports: applyguard, the baseline, applyguard's /metrics
 set -euo pipefail
@@ -199,7 +200,7 @@ main() {
     install_tools
 
     log "building (release): applyguard and the bench baseline"
-    "$CARGO" build --release --locked --bin applyguard --example bench_baseline
+    "$CARGO" build --release --locked --bin applyguard --example bench_baseline --example respond_instructions
 
     log "generating 10k Secrets + 10k ConfigMaps and 10k scan manifests in $DATA"
     scripts/bench/generate.sh "$DATA" >&2
@@ -222,8 +223,9 @@ main() {
     port_free "$PORT_B" || die "port $PORT_B is in use (set BENCH_PORT_B)"
     port_free "$PORT_M" || die "port $PORT_M is in use (set BENCH_PORT_METRICS)"
     log "starting applyguard serve (10k Secrets + 10k ConfigMaps) and the baseline"
-    # As deployed: text logs (one line per decision, to a file), metrics on (here on loopback).
-    "$BIN" serve --listen "127.0.0.1:$PORT_A" --metrics-listen "127.0.0.1:$PORT_M" \
+    # As deployed: text logs (one line per decision, to a file), metrics on (here on loopback),
+    # the allocator settings of deploy/Dockerfile.
+    MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0 "$BIN" serve --listen "127.0.0.1:$PORT_A" --metrics-listen "127.0.0.1:$PORT_M" \
         --tls-cert "$CERTS/tls.crt" --tls-key "$CERTS/tls.key" \
         --config scripts/bench/policy.yaml --inventory "$DATA/inventory" >>"$RAW/applyguard.log" 2>&1 &
     local pid_a=$!
@@ -326,6 +328,9 @@ main() {
         perf_summary "$RAW/perf-scan.data" >"$RAW/perf-scan.txt"
     fi
 
+    # 5. Instructions per request (callgrind counts them exactly, whatever else the machine runs).
+    instructions
+
     local load_end
     load_end=$(load_avg)
     cat "$RAW/load.tsv.header" "$RAW/load.tsv" >"$RAW/load-results.tsv"
@@ -340,6 +345,33 @@ main() {
     } >"$RAW/results.env"
     write_report
     log "report: $REPORT"
+}
+
+# Instructions of one admission::respond per fixture, into $RAW/instructions.tsv: callgrind runs
+# examples/respond_instructions with 1 and with 1 + N answers of the same body, and the difference
+# divided by N is one request without the start-up (policy, inventory, engine). The inventory is
+# tests/fixtures/inventory (the 20k-object one takes minutes to load under valgrind; lookups are
+# hash lookups, so the count per request does not depend on its size).
+INSTRUCTION_REPEATS=${BENCH_INSTRUCTION_REPEATS:-10}
+instructions() {
+    local tsv=$RAW/instructions.tsv
+    : >"$tsv"
+    if ! command -v valgrind >/dev/null && ! apt_install valgrind; then
+        log "valgrind not available: instruction counts skipped"
+        return 0
+    fi
+    log "callgrind: instructions per admission::respond, ${INSTRUCTION_REPEATS} repeats per fixture"
+    local f one many
+    for f in $MIX_FIXTURES; do
+        one=$(callgrind_total "$FIXTURES/$f.json" 1)
+        many=$(callgrind_total "$FIXTURES/$f.json" $((INSTRUCTION_REPEATS + 1)))
+        printf '%s\t%s\n' "$f" $(((many - one) / INSTRUCTION_REPEATS)) >>"$tsv"
+    done
+}
+callgrind_total() { # REVIEW TIMES -> total instructions of the run
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        "$ROOT/target/release/examples/respond_instructions" scripts/bench/policy.yaml \
+        tests/fixtures/inventory "$1" "$2" 2>&1 >/dev/null | awk '/Collected :/ { print $NF }'
 }
 
 # Writes the report again from the raw numbers of the last run (after editing findings.md).
@@ -466,6 +498,20 @@ write_report() {
         echo "| ---: | ---: | ---: | ---: | ---: |"
         awk -v w="$scan_wall" -v sd="$scan_sd" -v u="$scan_user" -v s="$scan_sys" -v m="$(tail -n 1 "$RAW/scan-time-once.txt" | cut -d' ' -f4)" \
             'BEGIN { printf "| %.3f | %.3f | %.3f | %.3f | %.1f MiB |\n", w, sd, u, s, m / 1024 }'
+        echo
+        echo "## 5. Instructions per request (callgrind)"
+        echo
+        if [[ -s $RAW/instructions.tsv ]]; then
+            echo "\`admission::respond\` (parse, decide, encode) on each fixture, all rules on, inventory \`tests/fixtures/inventory\`:"
+            echo "the difference of $((INSTRUCTION_REPEATS + 1)) and 1 answers, divided by $INSTRUCTION_REPEATS (\`examples/respond_instructions.rs\`)."
+            echo "Exact for a given build and input: compare two builds by these, not by times."
+            echo
+            echo "| fixture | instructions per request |"
+            echo "| --- | ---: |"
+            awk -F'\t' '{ printf "| %s | %d |\n", $1, $2 }' "$RAW/instructions.tsv"
+        else
+            echo "Not measured (valgrind not available)."
+        fi
         echo
         if [[ -f scripts/bench/findings.md ]]; then
             cat scripts/bench/findings.md

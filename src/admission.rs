@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use kube::core::DynamicObject;
 use kube::core::admission::{
-    AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND, Operation,
+    AdmissionRequest, AdmissionResponse, META_API_VERSION_V1, META_KIND, Operation,
 };
 use kube::core::response::StatusSummary;
 use serde_json::Value;
@@ -59,6 +59,11 @@ pub struct Reply {
 }
 
 /// Parses an AdmissionReview request body.
+///
+/// The body is read in one pass straight into the request's fields. kube's `AdmissionReview`
+/// and `DynamicObject` both flatten (`#[serde(flatten)]`), which makes serde buffer the whole
+/// body, and then the object again, as generic content before building them: that buffering was
+/// half of applyguard's cost per request. The result is the same `AdmissionRequest`.
 pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
     let classify = |e: serde_json::Error| {
         if e.is_syntax() || e.is_eof() {
@@ -67,9 +72,8 @@ pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> 
             BadReview::NotAdmissionReview(e.to_string())
         }
     };
-    // One parse on the way every kube-apiserver request takes. Only when it fails is the
-    // envelope read on its own, so a v1beta1 review is reported as such rather than by
-    // whichever v1 field it happens to lack.
+    // The envelope on its own, for a body the full parse rejects: a v1beta1 review is reported
+    // as such rather than by whichever v1 field it happens to lack.
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Envelope {
@@ -82,7 +86,7 @@ pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> 
         (api_version != META_API_VERSION_V1 || kind != META_KIND)
             .then_some(BadReview::WrongVersion { api_version, kind })
     };
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+    let review: Review = match serde_json::from_slice(body) {
         Ok(review) => review,
         Err(err) => {
             let envelope: Envelope = serde_json::from_slice(body).map_err(classify)?;
@@ -91,15 +95,111 @@ pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> 
             );
         }
     };
-    if let Some(err) = wrong_version(review.types.api_version.clone(), review.types.kind.clone()) {
+    let (Some(api_version), Some(kind)) = (review.api_version, review.kind) else {
+        // kube's AdmissionReview requires both; without them it is not one.
+        return Err(BadReview::WrongVersion {
+            api_version: String::new(),
+            kind: String::new(),
+        });
+    };
+    if let Some(err) = wrong_version(api_version.clone(), kind.clone()) {
         return Err(err);
     }
-    let request: AdmissionRequest<DynamicObject> =
-        review.try_into().map_err(|_| BadReview::NoRequest)?;
+    let request = review.request.ok_or(BadReview::NoRequest)?;
     if request.uid.trim().is_empty() {
         return Err(BadReview::EmptyUid);
     }
-    Ok(request)
+    Ok(AdmissionRequest {
+        types: kube::core::TypeMeta { api_version, kind },
+        uid: request.uid,
+        kind: request.kind,
+        resource: request.resource,
+        sub_resource: request.sub_resource,
+        request_kind: request.request_kind,
+        request_resource: request.request_resource,
+        request_sub_resource: request.request_sub_resource,
+        name: request.name,
+        namespace: request.namespace,
+        operation: request.operation,
+        user_info: request.user_info,
+        object: request.object.map(|o| o.0),
+        old_object: request.old_object.map(|o| o.0),
+        dry_run: request.dry_run,
+        options: request.options,
+    })
+}
+
+/// An AdmissionReview as kube-apiserver sends it, without flattening (see [`parse`]).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Review {
+    api_version: Option<String>,
+    kind: Option<String>,
+    request: Option<ReviewRequest>,
+}
+
+/// kube's `AdmissionRequest` fields, with the same names, defaults and required fields.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewRequest {
+    uid: String,
+    kind: kube::core::GroupVersionKind,
+    resource: kube::core::GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    request_kind: Option<kube::core::GroupVersionKind>,
+    #[serde(default)]
+    request_resource: Option<kube::core::GroupVersionResource>,
+    #[serde(default)]
+    request_sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    user_info: k8s_openapi::api::authentication::v1::UserInfo,
+    object: Option<Object>,
+    old_object: Option<Object>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    options: Option<k8s_openapi::apimachinery::pkg::runtime::RawExtension>,
+}
+
+/// A `DynamicObject` read as a JSON map in one pass, then split as kube splits it: `apiVersion`
+/// and `kind` (the type fields when both are strings), `metadata` (default when absent), and
+/// every other key. `one_pass_parse_reads_what_kube_reads` holds the two to the same result.
+struct Object(DynamicObject);
+
+impl<'de> serde::Deserialize<'de> for Object {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut map = serde_json::Map::<String, Value>::deserialize(deserializer)?;
+        let metadata = match map.remove("metadata") {
+            Some(metadata) => serde_json::from_value(metadata).map_err(D::Error::custom)?,
+            None => Default::default(),
+        };
+        // As serde's flatten does for kube's `Option<TypeMeta>`: the type keys are taken in turn
+        // (apiVersion first, as clients write it) until one is not a string; the keys after that
+        // one stay with the rest. They are the type fields only when both are strings.
+        let api_version = map.remove("apiVersion");
+        let kind = match api_version {
+            Some(Value::String(_)) | None => map.remove("kind"),
+            Some(_) => None,
+        };
+        let types = match (api_version, kind) {
+            (Some(Value::String(api_version)), Some(Value::String(kind))) => {
+                Some(kube::core::TypeMeta { api_version, kind })
+            }
+            _ => None,
+        };
+        Ok(Object(DynamicObject {
+            types,
+            metadata,
+            data: Value::Object(map),
+        }))
+    }
 }
 
 fn operation_str(op: &Operation) -> &'static str {
@@ -219,23 +319,52 @@ pub fn respond_to(engine: &Engine, request: &AdmissionRequest<DynamicObject>) ->
 }
 
 /// Encodes a response as an AdmissionReview.
+///
+/// Written in one pass, with the keys in sorted order (as `serde_json::Value`'s map would put
+/// them, which is how the bytes were defined before): audit annotations from a sorted map, since
+/// kube keeps them in a `HashMap` whose order changes from process to process, so that `review`
+/// and `serve` (and two replicas) give identical bytes. applyguard never sets a patch.
+/// Serialising these plain structs cannot fail; an empty body would be rejected by the API
+/// server, which then applies failurePolicy, so fail closed without panicking.
 pub fn encode(response: AdmissionResponse) -> Vec<u8> {
-    // kube's response keeps audit annotations in a HashMap, whose order changes from process to
-    // process; sort them so that `review` and `serve` (and two replicas) give identical bytes.
-    // Serialising these plain structs cannot fail; an empty body would be rejected by the
-    // API server, which then applies failurePolicy, so fail closed without panicking.
-    let Ok(mut value) = serde_json::to_value(response.into_review()) else {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Review<'a> {
+        api_version: &'a str,
+        kind: &'a str,
+        response: Response<'a>,
+    }
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Response<'a> {
+        allowed: bool,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        audit_annotations: BTreeMap<&'a str, &'a str>,
+        /// The Status object's keys sorted too: it is small, so through a `Value`.
+        status: Value,
+        uid: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warnings: Option<&'a [String]>,
+    }
+    let Ok(status) = serde_json::to_value(&response.result) else {
         return Vec::new();
     };
-    if let Some(Value::Object(annotations)) = value
-        .get_mut("response")
-        .and_then(|r| r.get_mut("auditAnnotations"))
-    {
-        let mut entries: Vec<(String, Value)> = std::mem::take(annotations).into_iter().collect();
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        annotations.extend(entries);
-    }
-    serde_json::to_vec(&value).unwrap_or_default()
+    let review = Review {
+        api_version: &response.types.api_version,
+        kind: &response.types.kind,
+        response: Response {
+            allowed: response.allowed,
+            audit_annotations: response
+                .audit_annotations
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+            status,
+            uid: &response.uid,
+            warnings: response.warnings.as_deref(),
+        },
+    };
+    serde_json::to_vec(&review).unwrap_or_default()
 }
 
 fn qualified(namespace: &str, name: &str) -> String {
@@ -359,6 +488,114 @@ pub fn elapsed_ms(start: Instant) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// kube's own types, the way `parse` read bodies before it read them in one pass.
+    fn parse_with_kube(body: &[u8]) -> Option<AdmissionRequest<DynamicObject>> {
+        let review: kube::core::admission::AdmissionReview<DynamicObject> =
+            serde_json::from_slice(body).ok()?;
+        review.try_into().ok()
+    }
+
+    fn same_request(a: &AdmissionRequest<DynamicObject>, b: &AdmissionRequest<DynamicObject>) {
+        assert_eq!(a.types, b.types);
+        assert_eq!(
+            serde_json::to_value(a).unwrap(),
+            serde_json::to_value(b).unwrap()
+        );
+        for (x, y) in [(&a.object, &b.object), (&a.old_object, &b.old_object)] {
+            assert_eq!(x.as_ref().map(|o| &o.types), y.as_ref().map(|o| &o.types));
+            assert_eq!(x.as_ref().map(|o| &o.data), y.as_ref().map(|o| &o.data));
+        }
+    }
+
+    #[test]
+    fn one_pass_parse_reads_what_kube_reads() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission");
+        let mut bodies: Vec<Vec<u8>> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        assert!(bodies.len() >= 10);
+        // The edges of the object's split: no metadata, type fields missing or not strings,
+        // an old object, options, a dry run.
+        let request = |object: Value| {
+            serde_json::to_vec(&serde_json::json!({
+                "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "request": {
+                    "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                    "resource": {"group": "", "version": "v1", "resource": "pods"},
+                    "operation": "UPDATE", "userInfo": {"username": "a", "groups": ["g"]},
+                    "object": object.clone(), "oldObject": object, "dryRun": true,
+                    "options": {"apiVersion": "meta.k8s.io/v1", "kind": "UpdateOptions"}
+                }
+            }))
+            .unwrap()
+        };
+        for object in [
+            serde_json::json!({"spec": {"containers": []}}),
+            serde_json::json!({"apiVersion": "v1", "spec": {}}),
+            serde_json::json!({"apiVersion": 5, "kind": "Pod", "metadata": {"name": "p"}}),
+            serde_json::json!({"apiVersion": "v1", "kind": 7}),
+            serde_json::json!({"kind": "Pod", "spec": {}}),
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "annotations": {"a": "b"}}, "status": {}}),
+        ] {
+            bodies.push(request(object));
+        }
+        for body in &bodies {
+            let ours = parse(body).expect("parses");
+            let theirs = parse_with_kube(body).expect("kube parses");
+            same_request(&ours, &theirs);
+        }
+        // What kube refuses, it still refuses: annotations must be strings.
+        let bad = request(serde_json::json!({"metadata": {"annotations": {"a": 1}}}));
+        assert!(parse_with_kube(&bad).is_none());
+        assert!(matches!(parse(&bad), Err(BadReview::NotAdmissionReview(_))));
+    }
+
+    /// The way `encode` wrote responses before it wrote them in one pass.
+    fn encode_through_value(response: AdmissionResponse) -> Vec<u8> {
+        let mut value = serde_json::to_value(response.into_review()).unwrap();
+        if let Some(Value::Object(annotations)) = value
+            .get_mut("response")
+            .and_then(|r| r.get_mut("auditAnnotations"))
+        {
+            let mut entries: Vec<(String, Value)> =
+                std::mem::take(annotations).into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            annotations.extend(entries);
+        }
+        serde_json::to_vec(&value).unwrap()
+    }
+
+    #[test]
+    fn one_pass_encoding_writes_the_same_bytes() {
+        let request = parse_with_kube(
+            &std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/admission/deployment-create-denied.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let allowed = AdmissionResponse::from(&request);
+        let mut warned = AdmissionResponse::from(&request);
+        warned.warnings = Some(vec!["a \"quoted\" warning".into(), "é".into()]);
+        warned.audit_annotations = (0..20)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect();
+        let mut denied = AdmissionResponse::from(&request).deny("no\nway");
+        denied.result.code = 403;
+        denied.result.reason = "Forbidden".to_string();
+        denied.result.status = Some(StatusSummary::Failure);
+        denied.audit_annotations = [("deny-x".to_string(), "y".to_string())].into();
+        let invalid = AdmissionResponse::invalid("bad");
+        for response in [allowed, warned, denied, invalid] {
+            assert_eq!(
+                String::from_utf8(encode(response.clone())).unwrap(),
+                String::from_utf8(encode_through_value(response)).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn truncation_respects_char_boundaries() {

@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// mimalloc: a request allocates and frees a few thousand small blocks (the object's JSON
+/// strings and maps); mimalloc does that in a fraction of glibc's instructions and returns
+/// memory to the OS without fragmentation growing under load. The bench baseline uses it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 use applyguard::certs::CertRequest;
@@ -143,7 +149,8 @@ fn main() -> ExitCode {
             reload_interval,
             stale_after,
         } => {
-            logging::init(log_format);
+            // Held to the end of serve: dropping it flushes the queued log lines.
+            let _log_lines = logging::init(log_format);
             let tls = match (tls_cert, tls_key, dev) {
                 (Some(cert), Some(key), false) => TlsSource::Files { cert, key },
                 (None, None, true) => TlsSource::Dev {

@@ -748,3 +748,84 @@ fn the_pre_commit_hook_scans_whole_directories() {
         String::from_utf8_lossy(&output.stdout)
     );
 }
+
+/// Log lines are written by a writer thread (a request never waits on a slow log pipe): every
+/// decision still reaches the log, and none is lost when SIGTERM ends the process.
+#[tokio::test]
+async fn every_decision_is_logged_and_none_is_lost_at_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::certs(dir.path());
+    let log_path = dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new(BIN)
+        .current_dir(dir.path())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "off",
+        ])
+        .args(["--log-format", "json", "--inventory", &inventory_dir()])
+        .arg("--tls-cert")
+        .arg(&certs.tls_cert)
+        .arg("--tls-key")
+        .arg(&certs.tls_key)
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut child = common::Guard(child);
+    let lines = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let mut addr = None;
+    for _ in 0..300 {
+        addr = lines().iter().find_map(|l| {
+            l["addr"]
+                .as_str()
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        });
+        if addr.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let addr = addr.expect("serve logged its address");
+    let http = client(&certs.ca_cert, Http::One);
+    let body = fixture("admission/deployment-create-denied.json");
+    const REQUESTS: usize = 300;
+    for _ in 0..REQUESTS {
+        let response = http
+            .post(format!("https://localhost:{}/validate", addr.port()))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.0.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    let decisions = lines()
+        .iter()
+        .filter(|l| l["message"] == "admission decision" && l["decision"] == "deny")
+        .count();
+    assert_eq!(
+        decisions,
+        REQUESTS,
+        "{}",
+        std::fs::read_to_string(&log_path).unwrap()
+    );
+}
