@@ -328,6 +328,9 @@ main() {
         perf_summary "$RAW/perf-scan.data" >"$RAW/perf-scan.txt"
     fi
 
+    # 3b. Memory and start-up at 100k Secrets + 100k ConfigMaps.
+    scale
+
     # 5. Instructions per request (callgrind counts them exactly, whatever else the machine runs).
     instructions
 
@@ -345,6 +348,56 @@ main() {
     } >"$RAW/results.env"
     write_report
     log "report: $REPORT"
+}
+
+# Start-up and memory at scale, into $RAW/scale.tsv (set, objects, seconds to ready, VmRSS, VmHWM):
+# serve on BENCH_SCALE_NAMESPACES (500) namespaces of 200 Secrets + 200 ConfigMaps, then on their
+# Secrets only, their ConfigMaps only and on shop.yaml only, so that the bytes each cached Secret
+# and ConfigMap costs are the differences, not guesses.
+SCALE_NAMESPACES=${BENCH_SCALE_NAMESPACES:-500}
+scale() {
+    local big=$DATA/scale f d
+    rm -rf "$big"
+    mkdir -p "$big/inventory" "$big/secrets" "$big/configmaps" "$big/empty"
+    log "scale: generating $((SCALE_NAMESPACES * 200)) Secrets + $((SCALE_NAMESPACES * 200)) ConfigMaps"
+    awk -v out="$big" -v namespaces="$SCALE_NAMESPACES" -v inventory_only=1 -f scripts/bench/generate.awk
+    for f in "$big"/inventory/team-*.yaml; do
+        # The same documents split by kind (Namespaces in both).
+        awk -v s="$big/secrets/${f##*/}" -v c="$big/configmaps/${f##*/}" '
+            function flush() {
+                if (doc != "") {
+                    if (kind != "ConfigMap") printf "%s", doc > s
+                    if (kind != "Secret") printf "%s", doc > c
+                }
+                doc = ""
+                kind = ""
+            }
+            /^---$/ { flush() }
+            /^kind: / { kind = $2 }
+            { doc = doc $0 "\n" }
+            END { flush() }' "$f"
+    done
+    for d in inventory secrets configmaps empty; do
+        cp tests/fixtures/inventory/shop.yaml "$big/$d/"
+    done
+    : >"$RAW/scale.tsv"
+    local start pid ready objects
+    for d in inventory secrets configmaps empty; do
+        objects=$(cat "$big/$d"/*.yaml | grep -cE '^kind: (Secret|ConfigMap)$' || true)
+        start=$(now)
+        MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0 "$BIN" serve --listen "127.0.0.1:$PORT_A" \
+            --metrics-listen off --tls-cert "$CERTS/tls.crt" --tls-key "$CERTS/tls.key" \
+            --config scripts/bench/policy.yaml --inventory "$big/$d" >>"$RAW/applyguard-scale.log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        wait_ready "$PORT_A" "$pid" applyguard-scale >/dev/null
+        ready=$(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }')
+        printf '%s\t%s\t%s\t%s\t%s\n' "$d" "$objects" "$ready" "$(status_kb "$pid" VmRSS)" \
+            "$(status_kb "$pid" VmHWM)" >>"$RAW/scale.tsv"
+        log "scale: $d ($objects objects): ready in ${ready} s, RSS $(status_kb "$pid" VmRSS) kB"
+        kill -TERM "$pid"
+        wait "$pid" 2>/dev/null || true
+    done
 }
 
 # Instructions of one admission::respond per fixture, into $RAW/instructions.tsv: callgrind runs
@@ -417,6 +470,13 @@ write_report() {
         rss_mb=$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')
         echo "| RSS of serve with 10k Secrets + 10k ConfigMaps, after the load test: < 40 MB | $rss_mb MiB (peak $(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }') MiB) | $(met "$rss_mb" '<' 40) |"
         echo "| scan of 10,000 manifests: < 1 s | $(printf '%.3f' "$scan_wall") s wall | $(met "$scan_wall" '<' 1) |"
+        if [[ -s $RAW/scale.tsv ]]; then
+            local big_rss big_ready
+            big_rss=$(awk -F'\t' '$1 == "inventory" { printf "%.1f", $4 / 1024 }' "$RAW/scale.tsv")
+            big_ready=$(awk -F'\t' '$1 == "inventory" { print $3 }' "$RAW/scale.tsv")
+            echo "| RSS of serve with 100k Secrets + 100k ConfigMaps, once ready: < 150 MiB | $big_rss MiB | $(met "$big_rss" '<' 150) |"
+            echo "| ready from those manifests: < 3 s | $big_ready s | $(met "$big_ready" '<' 3) |"
+        fi
         echo
         echo "## 1. Engine (criterion, in-process, one thread)"
         echo
@@ -485,6 +545,27 @@ write_report() {
         echo
         echo "Start-up to ready (loading and indexing the 20k-object inventory from $(find "$DATA/inventory" -name '*.yaml' | wc -l) files): ${ready_a} s (baseline ${ready_b} s)."
         echo "Idle peak before the load test: $(awk -v k="$hwm_idle" 'BEGIN { printf "%.1f", k / 1024 }') MiB."
+        echo
+        echo "### At scale"
+        echo
+        if [[ -s $RAW/scale.tsv ]]; then
+            echo "serve on $SCALE_NAMESPACES namespaces of 200 Secrets + 200 ConfigMaps (\`scripts/bench/generate.awk\`), on their Secrets only,"
+            echo "their ConfigMaps only, and \`shop.yaml\` only; start-up to ready from launch, memory once ready."
+            echo
+            echo "| inventory | Secrets + ConfigMaps | ready (s) | VmRSS | VmHWM |"
+            echo "| --- | ---: | ---: | ---: | ---: |"
+            awk -F'\t' '{ printf "| %s | %d | %s | %.1f MiB | %.1f MiB |\n", $1, $2, $3, $4 / 1024, $5 / 1024 }' "$RAW/scale.tsv"
+            echo
+            awk -F'\t' '{ rss[$1] = $4; n[$1] = $2 }
+                END {
+                    printf "Bytes per cached Secret: %.0f; per ConfigMap (four keys, ~300 bytes of values): %.0f", \
+                        (rss["secrets"] - rss["empty"]) * 1024 / (n["secrets"] - n["empty"]), \
+                        (rss["configmaps"] - rss["empty"]) * 1024 / (n["configmaps"] - n["empty"])
+                    print " (RSS differences from the shop.yaml-only start, so allocator overhead included)."
+                }' "$RAW/scale.tsv"
+        else
+            echo "Not measured."
+        fi
         echo
         echo "## 4. Scan"
         echo

@@ -128,17 +128,17 @@ pub fn resolve(
             let path = format!("{}.envFrom[{i}].configMapRef", container.path);
             match inventory.config_map(namespace, &cm.name) {
                 Some(info) => {
-                    for (key, value) in &info.data {
+                    for (key, value) in info.data.iter() {
                         let name = format!("{prefix}{key}");
-                        known.insert(name.clone(), value.clone());
+                        known.insert(name.clone(), value.to_string());
                         vars.push(EnvVar {
                             name,
-                            value: EnvValue::Known(value.clone()),
+                            value: EnvValue::Known(value.to_string()),
                             path: path.clone(),
                             origin: config_map_origin(&cm.name, key),
                             config_map: Some(crate::rules::ConfigMapKey {
                                 name: cm.name.clone(),
-                                key: key.clone(),
+                                key: key.to_string(),
                             }),
                         });
                     }
@@ -158,7 +158,7 @@ pub fn resolve(
                 if let Some(r) = &from.config_map_key_ref {
                     let value = inventory
                         .config_map(namespace, &r.name)
-                        .and_then(|cm| cm.data.get(&r.key).cloned());
+                        .and_then(|cm| cm.data.get(&r.key).map(str::to_string));
                     let origin = config_map_origin(&r.name, &r.key);
                     let value = match value {
                         Some(v) => {

@@ -694,7 +694,7 @@ async fn duplicated_and_out_of_order_watch_events_never_undo_newer_state() {
     let (inventory, engine) = started(&api, "").await;
     let keys = |inv: &ClusterInventory, name: &str| inv.secret("shop", name).map(|s| s.keys);
     // `secret()` always adds a stringData key "extra".
-    let both = Some(["extra", "password", "username"].map(String::from).into());
+    let both = Some(["extra", "password", "username"].into_iter().collect());
     assert_eq!(keys(&inventory, "db"), both);
     eventually("watch open", || api.open_watches() >= 3).await;
     let mut n = 0;
@@ -778,7 +778,7 @@ async fn duplicated_and_out_of_order_watch_events_never_undo_newer_state() {
     api.apply("", "v1", "secrets", secret("shop", "db", &["token"]));
     let inv = inventory.clone();
     eventually("real update", || {
-        keys(&inv, "db") == Some(["extra", "token"].map(String::from).into())
+        keys(&inv, "db") == Some(["extra", "token"].into_iter().collect())
     })
     .await;
 }

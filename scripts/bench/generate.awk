@@ -1,6 +1,9 @@
 # Writes the generated manifests for `make bench` (POSIX awk; run by scripts/bench/generate.sh).
 #
-#   awk -v out=DIR -f generate.awk
+#   awk -v out=DIR [-v namespaces=N] [-v inventory_only=1] -f generate.awk
+#
+# namespaces (50) scales the inventory: 500 gives 100,000 Secrets + 100,000 ConfigMaps.
+# inventory_only=1 skips the scan manifests.
 #
 # DIR/inventory/team-NN.yaml  cluster state for `serve --inventory`: in each of 50 namespaces,
 #                             199 Opaque Secrets (svc-000-db .. svc-198-db: username, password,
@@ -120,7 +123,8 @@ function deployment(f, ns, j, db, image) {
 
 BEGIN {
     if (out == "") { print "generate.awk: -v out=DIR is required" > "/dev/stderr"; exit 2 }
-    for (n = 0; n < 50; n++) {
+    if (namespaces == "") namespaces = 50
+    for (n = 0; n < namespaces; n++) {
         ns = ns_name(n)
         f = out "/inventory/" ns ".yaml"
         namespace_doc(f, ns)
@@ -128,6 +132,7 @@ BEGIN {
         pull_secret(f, ns)
         for (i = 0; i < 200; i++) config_map(f, ns, sprintf("svc-%03d-config", i))
         close(f)
+        if (inventory_only) continue
 
         dir = out "/scan/" ns
         for (i = 0; i < 79; i++) {

@@ -324,7 +324,12 @@ impl Sink<SlimConfigMap> for ConfigMaps {
     fn put(&self, catalog: &mut Catalog, c: &SlimConfigMap) {
         let (ns, name) = name_ns(c);
         let info = ConfigMapInfo {
-            data: c.data.clone().unwrap_or_default(),
+            data: c
+                .data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
             binary_keys: c.binary_data.clone(),
         };
         catalog.put_config_map(&ns, &name, info);

@@ -22,15 +22,90 @@ pub use stores::{
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SecretInfo {
     pub secret_type: String,
-    pub keys: BTreeSet<String>,
+    pub keys: KeySet,
+}
+
+/// A Secret's key names, sorted, in one allocation (a `BTreeSet` node holds 11 entries whatever
+/// the count: ~300 bytes for a Secret of three keys, 30 MiB with 100k Secrets cached).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeySet(Box<[Box<str>]>);
+
+impl KeySet {
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.binary_search_by(|k| k.as_ref().cmp(key)).is_ok()
+    }
+
+    /// Key names in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(AsRef::as_ref)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<K: Into<Box<str>>> FromIterator<K> for KeySet {
+    fn from_iter<I: IntoIterator<Item = K>>(keys: I) -> Self {
+        let mut keys: Vec<Box<str>> = keys.into_iter().map(Into::into).collect();
+        keys.sort();
+        keys.dedup();
+        KeySet(keys.into_boxed_slice())
+    }
 }
 
 /// A ConfigMap's data (ConfigMaps hold configuration, not secrets; the Kafka rule reads them).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConfigMapInfo {
-    pub data: BTreeMap<String, String>,
+    pub data: ConfigData,
     /// Keys of `binaryData`; values are not kept.
     pub binary_keys: BTreeSet<String>,
+}
+
+/// A ConfigMap's `data`, sorted by key, in one allocation of entries: a `BTreeMap` node holds 11
+/// entries whatever the count, so a ConfigMap of four keys took ~560 bytes of node before its
+/// strings; with 100k ConfigMaps cached that was 40 MiB. Lookups are a binary search.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConfigData(Box<[(Box<str>, Box<str>)]>);
+
+impl ConfigData {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| self.0[i].1.as_ref())
+    }
+
+    /// Entries in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<K: Into<Box<str>>, V: Into<Box<str>>> FromIterator<(K, V)> for ConfigData {
+    /// Sorted by key; of two entries with one key, the last one read stays (as in a map).
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        let mut entries: Vec<(Box<str>, Box<str>)> = entries
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        entries.reverse();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|later, earlier| later.0 == earlier.0);
+        ConfigData(entries.into_boxed_slice())
+    }
 }
 
 /// Whether the inventory can answer for the cluster right now.
@@ -428,5 +503,35 @@ impl Inventory for EmptyInventory {
     }
     fn source(&self) -> &str {
         "no cluster state (offline, no --inventory given)"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_data_is_sorted_and_the_last_definition_of_a_key_stays() {
+        let data: ConfigData = [("b", "1"), ("a", "2"), ("b", "3"), ("c", "")]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            data.iter().collect::<Vec<_>>(),
+            [("a", "2"), ("b", "3"), ("c", "")]
+        );
+        assert_eq!(data.get("b"), Some("3"));
+        assert_eq!(data.get("c"), Some(""));
+        assert_eq!(data.get("d"), None);
+        assert_eq!(data.len(), 3);
+        assert!(ConfigData::default().is_empty());
+    }
+
+    #[test]
+    fn key_sets_are_sorted_without_repeats() {
+        let keys: KeySet = ["b", "a", "b"].into_iter().collect();
+        assert_eq!(keys.iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert!(keys.contains("a") && !keys.contains("c"));
+        assert_eq!(keys.len(), 2);
+        assert!(KeySet::default().is_empty());
     }
 }

@@ -63,7 +63,7 @@ fn close_names(wanted: &str, candidates: impl IntoIterator<Item = String>) -> Ve
     scored.into_iter().take(3).map(|(_, c)| c).collect()
 }
 
-fn quoted_list<'a>(items: impl IntoIterator<Item = &'a String>) -> String {
+fn quoted_list<T: std::fmt::Debug>(items: impl IntoIterator<Item = T>) -> String {
     let list: Vec<String> = items.into_iter().map(|s| format!("{s:?}")).collect();
     if list.is_empty() {
         "none".to_string()
@@ -370,16 +370,29 @@ fn wanted_keys<'a>(r: &SecretRef<'a>) -> Vec<&'a str> {
     }
 }
 
-fn has_all(keys: &BTreeSet<String>, wanted: &[&str]) -> bool {
-    wanted.iter().all(|k| keys.contains(*k))
+/// Key names as a Secret (`KeySet`) and a producer (`BTreeSet`) hold them.
+trait KeyNames {
+    fn has(&self, key: &str) -> bool;
 }
 
-fn missing_of<'a>(keys: &BTreeSet<String>, wanted: &[&'a str]) -> Vec<&'a str> {
-    wanted
-        .iter()
-        .copied()
-        .filter(|k| !keys.contains(*k))
-        .collect()
+impl KeyNames for BTreeSet<String> {
+    fn has(&self, key: &str) -> bool {
+        self.contains(key)
+    }
+}
+
+impl KeyNames for crate::inventory::KeySet {
+    fn has(&self, key: &str) -> bool {
+        self.contains(key)
+    }
+}
+
+fn has_all(keys: &impl KeyNames, wanted: &[&str]) -> bool {
+    wanted.iter().all(|k| keys.has(k))
+}
+
+fn missing_of<'a>(keys: &impl KeyNames, wanted: &[&'a str]) -> Vec<&'a str> {
+    wanted.iter().copied().filter(|k| !keys.has(k)).collect()
 }
 
 fn quoted_keys(keys: &[&str]) -> String {
@@ -573,7 +586,9 @@ fn check_one(
     if let Some(secret) = secret {
         let missing = missing_of(&secret.keys, &wanted);
         let suggestion = match missing.as_slice() {
-            [key] if !tls => suggest(key, &mut || secret.keys.iter().cloned().collect()),
+            [key] if !tls => suggest(key, &mut || {
+                secret.keys.iter().map(str::to_string).collect()
+            }),
             _ => String::new(),
         };
         let (what, fix) = if tls {
@@ -603,7 +618,7 @@ fn check_one(
                 "secret {:?} in namespace {namespace:?} has no key {} (it has: {}){what}{suggestion}",
                 r.name,
                 quoted_keys(&missing),
-                quoted_list(&secret.keys)
+                quoted_list(secret.keys.iter())
             ),
             fix,
         ));
