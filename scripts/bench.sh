@@ -280,6 +280,14 @@ main() {
     run_load baseline "$PORT_B" "$pid_b" 8 "mix-c8-baseline" -Z "$mix"
     run_load applyguard "$PORT_A" "$pid_a" 1 "h2-p8-applyguard" --http2 -p 8 -D "$LOAD_BODY"
     run_load baseline "$PORT_B" "$pid_b" 1 "h2-p8-baseline" --http2 -p 8 -D "$LOAD_BODY"
+    # Open loop: a fixed arrival rate, latencies measured from when each request was due
+    # (--latency-correction), so a slow answer delays the clock, not the next request.
+    log "open loop at 1,000 requests/s: the allowed and the denied fixture"
+    local open_body
+    for open_body in allowed:"$LOAD_BODY" denied:"$FIXTURES/deployment-secrets-denied.json"; do
+        run_load applyguard "$PORT_A" "$pid_a" 8 "open-${open_body%%:*}-applyguard" -q 1000 --latency-correction -D "${open_body#*:}"
+        run_load baseline "$PORT_B" "$pid_b" 8 "open-${open_body%%:*}-baseline" -q 1000 --latency-correction -D "${open_body#*:}"
+    done
 
     if [[ $PROFILE == 1 ]] && command -v perf >/dev/null; then
         log "perf: serve under load at concurrency 8"
@@ -458,6 +466,16 @@ write_report() {
                 END { if (b > 0) printf "%.2f", a / b; else print "0" }' "$tsv")
             echo "| throughput ratio applyguard / baseline, concurrency $c: >= 0.9 | $ratio | $(met "$ratio" '>=' 0.9) |"
         done
+        local open q a b r
+        for open in allowed denied; do
+            for q in p50:5 p99:6; do
+                a=$(awk -F'\t' -v l="open-$open-applyguard" -v f="${q#*:}" '$1 == l { print $f }' "$tsv")
+                b=$(awk -F'\t' -v l="open-$open-baseline" -v f="${q#*:}" '$1 == l { print $f }' "$tsv")
+                [[ -n $a && -n $b ]] || continue
+                r=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+                echo "| open loop 1,000 req/s, $open body: ${q%%:*} <= 1.1 x the baseline's | $(printf '%.3f' "$a") ms vs $(printf '%.3f' "$b") ms ($r x) | $(met "$r" '<=' 1.1) |"
+            done
+        done
         local cpu
         cpu=$(awk -F'\t' '$3 == 8 && $1 ~ /^r[0-9]/ { if ($2 == "applyguard") { a += $10; na++ } else { b += $10; nb++ } }
             END { if (na && nb) printf "%.0f us (baseline %.0f us; baseline / applyguard %.2f)", a / na, b / nb, (b / nb) / (a / na) }' "$tsv")
@@ -522,10 +540,12 @@ write_report() {
         echo "| run | applyguard req/s | p50 ms | p99 ms | CPU us/req | baseline req/s | p50 ms | p99 ms | CPU us/req | ratio |"
         echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         local run desc
-        for run in mix-c8 h2-p8; do
+        for run in mix-c8 h2-p8 open-allowed open-denied; do
             case $run in
             mix-c8) desc="mix of $(wc -l <"$RAW/mix.jsonl") fixtures (allowed, denied, ConfigMap, scale-only update), 8 HTTP/1.1 connections" ;;
             h2-p8) desc="HTTP/2, 1 connection, 8 concurrent streams" ;;
+            open-allowed) desc="open loop, 1,000 req/s (oha -q 1000 --latency-correction), the allowed body" ;;
+            open-denied) desc="open loop, 1,000 req/s, deployment-secrets-denied (the baseline allows it)" ;;
             esac
             paste <(awk -F'\t' -v l="$run-applyguard" '$1 == l' "$tsv") <(awk -F'\t' -v l="$run-baseline" '$1 == l' "$tsv") |
                 awk -F'\t' -v d="$desc" '{ printf "| %s | %.0f | %.3f | %.3f | %.0f | %.0f | %.3f | %.3f | %.0f | %.2f |\n",
