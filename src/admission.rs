@@ -95,13 +95,11 @@ pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> 
             );
         }
     };
-    let (Some(api_version), Some(kind)) = (review.api_version, review.kind) else {
-        // kube's AdmissionReview requires both; without them it is not one.
-        return Err(BadReview::WrongVersion {
-            api_version: String::new(),
-            kind: String::new(),
-        });
-    };
+    // kube's AdmissionReview requires both; a missing one is reported with the other as sent.
+    let (api_version, kind) = (
+        review.api_version.unwrap_or_default(),
+        review.kind.unwrap_or_default(),
+    );
     if let Some(err) = wrong_version(api_version.clone(), kind.clone()) {
         return Err(err);
     }

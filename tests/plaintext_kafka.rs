@@ -298,6 +298,22 @@ fn cases() -> Vec<Case> {
             )],
         ),
         case(
+            "two plaintext bootstrap entries: one finding naming both",
+            pod_env(
+                &[(
+                    "KAFKA_BOOTSTRAP_SERVERS",
+                    "PLAINTEXT://a:9092,SASL_SSL://b:9093,SASL_PLAINTEXT://c:9094",
+                )],
+                json!({}),
+            ),
+            vec![(
+                E0,
+                &[
+                    "entries \"PLAINTEXT://a:9092\" (PLAINTEXT), \"SASL_PLAINTEXT://c:9094\" (SASL_PLAINTEXT) use plaintext schemes",
+                ],
+            )],
+        ),
+        case(
             "TLS scheme in bootstrap servers sets the protocol",
             pod_env(
                 &[(

@@ -811,3 +811,45 @@ fn a_configmap_setting_is_one_finding_where_it_is_fixed() {
         "{got:?}"
     );
 }
+
+/// Two Deployments read one ConfigMap key that is plaintext only through their own protocol map;
+/// one is exempt. The scan keeps the finding the webhook would deny, once, at the ConfigMap.
+#[test]
+fn an_exempt_reader_does_not_hide_one_the_webhook_would_deny() {
+    let dir = tempfile::tempdir().unwrap();
+    let reader = |name: &str, exempt: bool| {
+        let annotations = if exempt {
+            "  annotations:\n    applyguard.io/exempt: plaintext-kafka\n    applyguard.io/exempt-reason: lab broker\n"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: stream\n{annotations}spec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      securityContext: {{runAsNonRoot: true, runAsUser: 1001}}\n      containers:\n        - name: kafka\n          image: docker.io/bitnami/kafka:3.7.0\n          envFrom: [{{configMapRef: {{name: kafka-env}}}}]\n          env:\n            - {{name: KAFKA_CFG_LISTENER_SECURITY_PROTOCOL_MAP, value: \"INTERNAL:PLAINTEXT\"}}\n"
+        )
+    };
+    std::fs::write(dir.path().join("a-exempt.yaml"), reader("a-exempt", true)).unwrap();
+    std::fs::write(dir.path().join("b-plain.yaml"), reader("b-plain", false)).unwrap();
+    std::fs::write(
+        dir.path().join("kafka-env.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kafka-env\n  namespace: stream\ndata:\n  KAFKA_CFG_LISTENERS: \"INTERNAL://:9092\"\n",
+    )
+    .unwrap();
+    let (code, report) = json_report(&[dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{report:#}");
+    let listeners: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "plaintext-kafka")
+        .collect();
+    assert_eq!(listeners.len(), 1, "{report:#}");
+    assert_eq!(listeners[0]["level"], "enforce");
+    assert_eq!(listeners[0]["kind"], "ConfigMap");
+    assert!(
+        listeners[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("read by Deployment b-plain, "),
+        "{report:#}"
+    );
+}

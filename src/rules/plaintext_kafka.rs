@@ -166,18 +166,34 @@ fn analyse(
             }
             Setting::BootstrapServers => {
                 bootstrap.get_or_insert(f);
+                // One setting, one finding: every plaintext entry is named in it.
+                let mut plaintext: Vec<(&str, String)> = Vec::new();
                 for entry in value.split(',') {
                     if let Some(scheme) = bootstrap_scheme(entry) {
                         protocol_set = true;
                         if is_plaintext_protocol(&scheme) {
-                            report(
-                                format!(
-                                    "{who}: {what} entry {:?} uses the {scheme} scheme",
-                                    entry.trim()
-                                ),
-                                FIX_CLIENT,
-                            );
+                            plaintext.push((entry.trim(), scheme));
                         }
+                    }
+                }
+                match plaintext.as_slice() {
+                    [] => {}
+                    [(entry, scheme)] => report(
+                        format!("{who}: {what} entry {entry:?} uses the {scheme} scheme"),
+                        FIX_CLIENT,
+                    ),
+                    several => {
+                        let listed: Vec<String> = several
+                            .iter()
+                            .map(|(entry, scheme)| format!("{entry:?} ({scheme})"))
+                            .collect();
+                        report(
+                            format!(
+                                "{who}: {what} entries {} use plaintext schemes",
+                                listed.join(", ")
+                            ),
+                            FIX_CLIENT,
+                        )
                     }
                 }
             }

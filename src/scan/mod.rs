@@ -655,8 +655,9 @@ fn duplicates(
 /// that ConfigMap, the finding is reported once, at the ConfigMap's key, instead of at the reader
 /// and again at the ConfigMap. The reader's finding is the one kept: it judged the setting with
 /// the whole environment (a listener the ConfigMap declares may be plaintext only through the
-/// reader's protocol map), so the ConfigMap's findings and its readers' agree. The ConfigMap's own
-/// level stands where it has a finding of its own (its namespace mode and exemptions).
+/// reader's protocol map), so the ConfigMap's findings and its readers' agree. Of several, the
+/// most severe stands (the ConfigMap's own included), so a scan never passes what the webhook
+/// would deny.
 fn report_where_fixed(objects: &[Located], default_namespace: &str, results: &mut [Report]) {
     type Place<'a> = (&'a str, &'a str, &'a str);
     let mut config_maps: HashMap<Place<'_>, usize> = HashMap::new();
@@ -668,9 +669,8 @@ fn report_where_fixed(objects: &[Located], default_namespace: &str, results: &mu
                 namespace => namespace,
             };
             let name = str_at(object, &["metadata", "name"]);
-            config_maps
-                .entry((&objects[i].set, namespace, name))
-                .or_insert(i);
+            // The last definition, as the inventory keeps it.
+            config_maps.insert((&objects[i].set, namespace, name), i);
         }
     }
     if config_maps.is_empty() {
@@ -720,19 +720,46 @@ fn report_where_fixed(objects: &[Located], default_namespace: &str, results: &mu
                 path: path.clone(),
                 ..finding
             };
-            // Several readers of one key: the first one read says it.
-            moved.entry((at, relocated.rule, path)).or_insert(relocated);
+            // Several readers of one key: the most severe finding says it (an exempt reader must
+            // not hide one the webhook would deny), the first one read among equals.
+            match moved.entry((at, relocated.rule, path)) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(relocated);
+                }
+                std::collections::btree_map::Entry::Occupied(mut slot) => {
+                    if severity(relocated.level) > severity(slot.get().level) {
+                        slot.insert(relocated);
+                    }
+                }
+            }
         }
         partial.findings = kept;
     }
-    for ((at, rule, path), mut finding) in moved {
+    for ((at, rule, path), finding) in moved {
         let own = &mut results[at].findings;
-        if let Some(first) = own.iter().position(|f| f.rule == rule && f.path == path) {
-            finding.level = own[first].level;
-            own.retain(|f| !(f.rule == rule && f.path == path));
+        // The ConfigMap's own finding stays only when it is more severe (its namespace mode or
+        // exemptions differ from the readers'); its message then matches its level.
+        let own_worst = own
+            .iter()
+            .filter(|f| f.rule == rule && f.path == path)
+            .map(|f| severity(f.level))
+            .max();
+        if own_worst.is_some_and(|worst| worst > severity(finding.level)) {
+            continue;
         }
+        own.retain(|f| !(f.rule == rule && f.path == path));
         own.push(finding);
         own.sort_by_key(|f| (f.line, f.column));
+    }
+}
+
+/// How much a finding weighs when two say the same thing: what the webhook would deny first.
+fn severity(level: Level) -> u8 {
+    match level {
+        Level::Enforce => 3,
+        Level::Warn => 2,
+        Level::Exempt => 1,
+        Level::Notice => 0,
     }
 }
 

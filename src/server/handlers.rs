@@ -79,13 +79,17 @@ pub const DECIDE_INLINE_MAX_BYTES: usize = 64 * 1024;
 
 /// Decides one body. A large one is evaluated off the async workers: a huge object takes
 /// milliseconds of CPU, and must not stall probes and other requests meanwhile. `None` only if
-/// the evaluation task died.
+/// the evaluation panicked.
 async fn decide(
     engine: &Arc<Engine>,
     body: &Bytes,
 ) -> Option<Result<admission::Reply, admission::BadReview>> {
     if body.len() <= DECIDE_INLINE_MAX_BYTES {
-        return Some(admission::respond(engine, body));
+        // A panic (a bug) answers 500 as a dead blocking task did, not a dropped connection.
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            admission::respond(engine, body)
+        }))
+        .ok();
     }
     let (engine, body) = (engine.clone(), body.clone());
     tokio::task::spawn_blocking(move || admission::respond(&engine, &body))
