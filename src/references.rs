@@ -1,11 +1,13 @@
 //! Every place an object names a Secret, as one list of references: the pod spec of every
 //! workload kind, Ingress `spec.tls[].secretName` and Gateway listener `certificateRefs`.
-//! `secret-ref` walks the list forwards (does each Secret exist, or will something produce it?).
-//! A new kind with a Secret reference is taught once, here.
+//! `secret-ref` walks the list forwards (does each Secret exist, or will something produce it?);
+//! the inventory's references index keeps the same references as `Reading`s, so the deletion
+//! guard walks it backwards (who reads this Secret?). A new kind with a Secret reference is
+//! taught once, here.
 
 use serde_json::Value;
 
-use crate::workload::PodView;
+use crate::workload::{PodView, WorkloadKind};
 
 /// Where a reference sits, which decides what the Secret must hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +136,53 @@ pub fn pod_references(pod: &PodView) -> Vec<SecretRef<'_>> {
     refs
 }
 
+/// One field of a workload that must find a Secret (or one of its keys) when its pods start:
+/// what the references index keeps per workload. Optional references are not kept: a pod
+/// starts without them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    pub secret: Box<str>,
+    /// The key it reads, or `None` for the whole Secret (envFrom, a volume without items,
+    /// imagePullSecrets).
+    pub key: Option<Box<str>>,
+    /// Field path in the workload (`spec.template.spec.containers[0].env[1].valueFrom.secretKeyRef`).
+    pub path: Box<str>,
+}
+
+/// The Secrets a workload's pod spec reads, as index entries. `None` when the object has no
+/// readable pod spec or is controlled by another object (a Deployment's ReplicaSet, a
+/// ReplicaSet's Pod, a CronJob's Job), whose owner is indexed instead.
+pub fn readings(kind: WorkloadKind, object: &Value) -> Option<Vec<Reading>> {
+    if is_controlled(object) {
+        return None;
+    }
+    let pod = PodView::from_object(kind, object).ok().flatten()?;
+    Some(
+        pod_references(&pod)
+            .into_iter()
+            .filter(|r| !r.optional && !r.name.is_empty())
+            .map(|r| Reading {
+                secret: r.name.into(),
+                key: r.key.map(Into::into),
+                path: r.path.into_boxed_str(),
+            })
+            .collect(),
+    )
+}
+
+/// Whether `metadata.ownerReferences` names a controller.
+pub fn is_controlled(object: &Value) -> bool {
+    object
+        .get("metadata")
+        .and_then(|m| m.get("ownerReferences"))
+        .and_then(Value::as_array)
+        .is_some_and(|owners| {
+            owners
+                .iter()
+                .any(|o| o.get("controller").and_then(Value::as_bool) == Some(true))
+        })
+}
+
 fn push_with_items<'a>(
     refs: &mut Vec<SecretRef<'a>>,
     path: String,
@@ -225,6 +274,62 @@ pub fn gateway_references<'a>(object: &'a Value, namespace: &str) -> Vec<SecretR
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn readings_keep_required_references_of_uncontrolled_workloads() {
+        let deployment = json!({
+            "metadata": {"name": "checkout"},
+            "spec": {"template": {"spec": {
+                "containers": [{"name": "app", "image": "app:1",
+                    "env": [
+                        {"name": "P", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+                        {"name": "O", "valueFrom": {"secretKeyRef": {"name": "extra", "key": "k", "optional": true}}}],
+                    "envFrom": [{"secretRef": {"name": "settings"}}]}],
+                "volumes": [{"name": "tls", "secret": {"secretName": "tls", "items": [{"key": "tls.crt", "path": "c"}]}}],
+                "imagePullSecrets": [{"name": "registry"}]}}}});
+        let seen: Vec<_> = readings(WorkloadKind::Deployment, &deployment)
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r.secret.to_string(),
+                    r.key.as_deref().map(str::to_string),
+                    r.path.to_string(),
+                )
+            })
+            .collect();
+        let p = "spec.template.spec";
+        assert_eq!(
+            seen,
+            [
+                (
+                    "db".into(),
+                    Some("password".into()),
+                    format!("{p}.containers[0].env[0].valueFrom.secretKeyRef")
+                ),
+                (
+                    "settings".into(),
+                    None,
+                    format!("{p}.containers[0].envFrom[0].secretRef")
+                ),
+                (
+                    "tls".into(),
+                    Some("tls.crt".into()),
+                    format!("{p}.volumes[0].secret.items[0]")
+                ),
+                ("registry".into(), None, format!("{p}.imagePullSecrets[0]")),
+            ]
+        );
+        let mut owned = deployment.clone();
+        owned["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u", "controller": true}]);
+        assert_eq!(readings(WorkloadKind::Deployment, &owned), None);
+        owned["metadata"]["ownerReferences"][0]["controller"] = json!(false);
+        assert!(readings(WorkloadKind::Deployment, &owned).is_some());
+        assert_eq!(
+            readings(WorkloadKind::Deployment, &json!({"spec": {}})),
+            None
+        );
+    }
 
     #[test]
     fn ingress_tls_entries() {

@@ -914,3 +914,125 @@ async fn stores_and_reference_grants_are_watched_where_served() {
     .await;
     assert_eq!(inventory.readiness(), Readiness::Ready);
 }
+
+/// The references index from the watches: bare Pods and top-level workloads are indexed, a
+/// ReplicaSet's Pod and a CronJob's Job are not, updates replace entries and deletes remove
+/// them; a DELETE of the Secret then names each reader and field.
+#[tokio::test]
+async fn workloads_are_indexed_by_the_secrets_they_read() {
+    let api = FakeApiServer::start().await;
+    api.add_resource("", "v1", "Pod", "pods", true);
+    api.add_resource("apps", "v1", "Deployment", "deployments", true);
+    api.add_resource("batch", "v1", "Job", "jobs", true);
+    api.add_resource("batch", "v1beta1", "CronJob", "cronjobs", true);
+    let env = |secret: &str, key: &str| {
+        json!([{"name": "app", "image": "app:1",
+            "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}]}])
+    };
+    api.apply(
+        "",
+        "v1",
+        "pods",
+        json!({"metadata": {"name": "debug-shell", "namespace": "shop"},
+            "spec": {"containers": env("db", "password")}}),
+    );
+    let controller = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "checkout-5d8",
+        "uid": "1", "controller": true}]);
+    api.apply(
+        "",
+        "v1",
+        "pods",
+        json!({"metadata": {"name": "checkout-5d8-x", "namespace": "shop", "ownerReferences": controller},
+            "spec": {"containers": env("db", "password")}}),
+    );
+    api.apply(
+        "apps",
+        "v1",
+        "deployments",
+        json!({"metadata": {"name": "checkout", "namespace": "shop"},
+            "spec": {"template": {"spec": {"containers": env("db", "username")}}}}),
+    );
+    api.apply(
+        "batch",
+        "v1beta1",
+        "cronjobs",
+        json!({"metadata": {"name": "nightly", "namespace": "shop"},
+            "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": env("db", "password")}}}}}}),
+    );
+    let (inventory, engine) = started(&api, "").await;
+    let inv = inventory.clone();
+    eventually("workloads listed", move || {
+        let found = inv.readers("shop", "db");
+        found.unknown.is_empty() && found.readers.len() == 3
+    })
+    .await;
+    let found = inventory.readers("shop", "db");
+    let seen: Vec<(&str, &str, Option<&str>, &str)> = found
+        .readers
+        .iter()
+        .map(|r| (r.kind.kind(), &*r.name, r.key.as_deref(), &*r.path))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "Pod",
+                "debug-shell",
+                Some("password"),
+                "spec.containers[0].env[0].valueFrom.secretKeyRef"
+            ),
+            (
+                "Deployment",
+                "checkout",
+                Some("username"),
+                "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef"
+            ),
+            (
+                "CronJob",
+                "nightly",
+                Some("password"),
+                "spec.jobTemplate.spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef"
+            ),
+        ]
+    );
+    let delete = engine
+        .decide(&Request {
+            group: "",
+            kind: "Secret",
+            operation: &Operation::Delete,
+            name: "db",
+            namespace: "shop",
+            object: None,
+            old_object: Some(&json!({"data": {"password": SECRET_VALUE}})),
+            sub_resource: None,
+        })
+        .unwrap();
+    assert!(delete.allowed(), "the deletion guard warns by default");
+    assert_eq!(delete.warnings.len(), 3, "{:?}", delete.warnings);
+    assert!(
+        delete.warnings[1]
+            .message
+            .contains("Deployment shop/checkout reads key \"username\" of secret \"db\""),
+        "{}",
+        delete.warnings[1].message
+    );
+    // The Deployment stops reading it; the Pod goes.
+    api.apply(
+        "apps",
+        "v1",
+        "deployments",
+        json!({"metadata": {"name": "checkout", "namespace": "shop"},
+            "spec": {"template": {"spec": {"containers": env("other", "username")}}}}),
+    );
+    api.delete("", "v1", "pods", Some("shop"), "debug-shell");
+    let inv = inventory.clone();
+    eventually("index follows updates and deletes", move || {
+        inv.readers("shop", "db").readers.len() == 1
+            && inv.readers("shop", "other").readers.len() == 1
+    })
+    .await;
+    assert!(
+        !inventory.dump().contains(SECRET_VALUE),
+        "the index holds no pod spec, and no value"
+    );
+}

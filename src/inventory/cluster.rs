@@ -39,9 +39,12 @@ use tokio::task::JoinHandle;
 
 use super::versions::{Verdict, Versions, comparable};
 use super::{
-    Catalog, ConfigMapInfo, CustomKind, Inventory, Producer, Readiness, ReferenceGrant, SecretInfo,
-    SharedCatalog, StoreLookup, StoreRef, producer_from_object, read, store_info, write,
+    Catalog, ConfigMapInfo, CustomKind, Inventory, Producer, ReaderKind, Readers, Readiness,
+    ReferenceGrant, SecretInfo, SharedCatalog, StoreLookup, StoreRef, producer_from_object, read,
+    store_info, write,
 };
+use crate::references::{Reading, readings};
+use crate::workload::WorkloadKind;
 
 /// Tuning for the watches.
 #[derive(Debug, Clone)]
@@ -386,6 +389,9 @@ impl Sink<DynamicObject> for Custom {
                     catalog.put_grant(&ns, grant);
                 }
             }
+            // Workloads are watched as `WorkloadReadings` (the `Readings` sink), never as
+            // whole objects.
+            CustomKind::Reader(_) => {}
         }
     }
     fn remove(&self, catalog: &mut Catalog, object: &DynamicObject) {
@@ -394,6 +400,7 @@ impl Sink<DynamicObject> for Custom {
             CustomKind::Producer(kind) => catalog.remove_producer(kind, &ns, &name),
             CustomKind::Store(kind) => catalog.remove_store(kind, &ns, &name),
             CustomKind::ReferenceGrant => catalog.remove_grant(&ns, &name),
+            CustomKind::Reader(kind) => catalog.remove_readings(kind, &ns, &name),
         }
     }
     fn clear(&self, catalog: &mut Catalog) {
@@ -401,7 +408,101 @@ impl Sink<DynamicObject> for Custom {
             CustomKind::Producer(kind) => catalog.clear_producers(kind),
             CustomKind::Store(kind) => catalog.clear_stores(kind),
             CustomKind::ReferenceGrant => catalog.clear_grants(),
+            CustomKind::Reader(kind) => catalog.clear_readings(kind),
         }
+    }
+}
+
+/// A workload as the references index reads it from a watch: its identity and the Secrets its
+/// pod spec reads, worked out while the object is parsed. A list of 20k Pods is buffered until
+/// it completes (so a relist replaces the index in one step); buffering reference tuples
+/// instead of Pods keeps that from costing hundreds of MiB.
+#[derive(Debug, Clone)]
+pub struct WorkloadReadings {
+    metadata: ObjectMeta,
+    /// `None` when the object has no pod spec or is controlled by another object.
+    readings: Option<Vec<Reading>>,
+}
+
+impl<'de> Deserialize<'de> for WorkloadReadings {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Owners {
+            #[serde(default)]
+            owner_references: serde_json::Value,
+        }
+        #[derive(Deserialize)]
+        struct Raw {
+            metadata: serde_json::Value,
+            #[serde(default)]
+            spec: serde_json::Value,
+        }
+        let raw = Raw::deserialize(d)?;
+        let owners = Owners::deserialize(&raw.metadata).map_err(serde::de::Error::custom)?;
+        let metadata = slim_meta(&raw.metadata).map_err(serde::de::Error::custom)?;
+        // List items carry no `kind`; the pod spec's place tells the kinds apart, and all
+        // template kinds share the path `spec.template.spec`.
+        let kind = if raw.spec.get("jobTemplate").is_some() {
+            WorkloadKind::CronJob
+        } else if raw.spec.get("template").is_some() {
+            WorkloadKind::Deployment
+        } else {
+            WorkloadKind::Pod
+        };
+        let object = serde_json::json!({
+            "metadata": {"ownerReferences": owners.owner_references},
+            "spec": raw.spec,
+        });
+        Ok(WorkloadReadings {
+            metadata,
+            readings: readings(kind, &object),
+        })
+    }
+}
+
+impl Resource for WorkloadReadings {
+    type DynamicType = ApiResource;
+    type Scope = kube::core::DynamicResourceScope;
+    fn kind(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+    fn group(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+    fn version(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+    fn api_version(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.api_version.as_str().into()
+    }
+    fn plural(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// A workload kind's events: its entries in the references index.
+struct Readings(ReaderKind);
+impl Sink<WorkloadReadings> for Readings {
+    fn put(&self, catalog: &mut Catalog, object: &WorkloadReadings) {
+        let (ns, name) = name_ns(object);
+        match &object.readings {
+            Some(readings) => catalog.put_readings(self.0, &ns, &name, readings.clone()),
+            None => catalog.remove_readings(self.0, &ns, &name),
+        }
+    }
+    fn remove(&self, catalog: &mut Catalog, object: &WorkloadReadings) {
+        let (ns, name) = name_ns(object);
+        catalog.remove_readings(self.0, &ns, &name);
+    }
+    fn clear(&self, catalog: &mut Catalog) {
+        catalog.clear_readings(self.0);
     }
 }
 
@@ -413,6 +514,7 @@ impl Custom {
             CustomKind::Producer(kind) => catalog.clear_producers(kind),
             CustomKind::Store(kind) => catalog.forget_stores(kind),
             CustomKind::ReferenceGrant => catalog.forget_grants(),
+            CustomKind::Reader(kind) => catalog.forget_readings(kind),
         }
     }
 }
@@ -619,10 +721,14 @@ fn ignored<K: Resource>(resource: &str, event: &str, object: &K, verdict: Verdic
 /// Discovers which version of a custom resource's API is served, if any.
 async fn served_version(client: &Client, kind: CustomKind) -> Result<Option<String>, kube::Error> {
     for version in kind.versions() {
-        match client
-            .list_api_group_resources(&format!("{}/{version}", kind.group()))
-            .await
-        {
+        let resources = if kind.group().is_empty() {
+            client.list_core_api_resources(version).await
+        } else {
+            client
+                .list_api_group_resources(&format!("{}/{version}", kind.group()))
+                .await
+        };
+        match resources {
             Ok(list) if list.resources.iter().any(|r| r.name == kind.resource()) => {
                 return Ok(Some(version.to_string()));
             }
@@ -643,6 +749,12 @@ async fn discover(
 ) -> Result<(), kube::Error> {
     for kind in CustomKind::ALL {
         let version = served_version(client, kind).await?;
+        if version.is_none()
+            && let CustomKind::Reader(reader) = kind
+        {
+            // No API, no such workloads: known to read nothing (not "unknown").
+            write(&shared.catalog).clear_readings(reader);
+        }
         let removed = {
             let mut tasks = shared
                 .custom_tasks
@@ -672,21 +784,31 @@ async fn discover(
             let api_resource = ApiResource {
                 group: kind.group().to_string(),
                 version: version.clone(),
-                api_version: format!("{}/{version}", kind.group()),
+                api_version: kind.api_version(&version),
                 kind: kind.kind().to_string(),
                 plural: kind.resource().to_string(),
             };
             // Kinds found at start-up must sync before ready; one installed later is
             // watched without taking every replica out of service while it lists.
-            shared.update(&resource, |w| w.required = first);
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource);
-            let handle = tokio::spawn(run_watch(
-                shared.clone(),
-                resource.clone(),
-                api,
-                page_size,
-                Custom(kind),
-            ));
+            shared.update(&resource, |w| {
+                w.required = first && kind.required_for_readiness()
+            });
+            let handle = match kind {
+                CustomKind::Reader(reader) => tokio::spawn(run_watch(
+                    shared.clone(),
+                    resource.clone(),
+                    Api::<WorkloadReadings>::all_with(client.clone(), &api_resource),
+                    page_size,
+                    Readings(reader),
+                )),
+                _ => tokio::spawn(run_watch(
+                    shared.clone(),
+                    resource.clone(),
+                    Api::<DynamicObject>::all_with(client.clone(), &api_resource),
+                    page_size,
+                    Custom(kind),
+                )),
+            };
             tracing::info!(kind = kind.kind(), %version, "API served; watching");
             shared
                 .custom_tasks
@@ -902,6 +1024,9 @@ impl Inventory for ClusterInventory {
     }
     fn reference_grants(&self, namespace: &str) -> Option<Vec<ReferenceGrant>> {
         read(&self.shared.catalog).reference_grants(namespace)
+    }
+    fn readers(&self, namespace: &str, secret: &str) -> Readers {
+        read(&self.shared.catalog).readers(namespace, secret)
     }
     fn readiness(&self) -> Readiness {
         let mut pending: Vec<String> = self

@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::references::readings;
+
 use super::{
-    Catalog, ConfigMapInfo, CustomKind, Inventory, KeySet, ProducedKeys, Producer, Readiness,
-    ReferenceGrant, SecretInfo, StoreLookup, StoreRef, producer_from_object, store_info,
+    Catalog, ConfigMapInfo, CustomKind, Inventory, KeySet, ProducedKeys, Producer, Readers,
+    Readiness, ReferenceGrant, SecretInfo, StoreLookup, StoreRef, producer_from_object, store_info,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +205,13 @@ pub fn add_object(catalog: &mut Catalog, object: &Value, default_namespace: &str
                 }
                 None => false,
             },
+            Some(CustomKind::Reader(kind)) => match readings(kind.workload(), object) {
+                Some(readings) => {
+                    catalog.put_readings(kind, namespace, name, readings);
+                    true
+                }
+                None => false,
+            },
             None => false,
         },
     }
@@ -331,6 +340,9 @@ impl Inventory for ManifestInventory {
     }
     fn reference_grants(&self, namespace: &str) -> Option<Vec<ReferenceGrant>> {
         self.catalog.reference_grants(namespace)
+    }
+    fn readers(&self, namespace: &str, secret: &str) -> Readers {
+        self.catalog.readers(namespace, secret)
     }
     fn readiness(&self) -> Readiness {
         Readiness::Ready

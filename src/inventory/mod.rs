@@ -1,6 +1,6 @@
 //! Cluster state as the rules see it: Secrets (type and key names only), what will produce a
-//! Secret, ConfigMaps and namespace labels, behind one trait with two sources (a watch cache of
-//! the cluster, or a static set loaded from manifests).
+//! Secret, ConfigMaps, namespace labels and which workloads read which Secret, behind one trait
+//! with two sources (a watch cache of the cluster, or a static set loaded from manifests).
 
 pub mod cluster;
 mod custom;
@@ -12,11 +12,31 @@ pub mod versions;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
-pub use custom::CustomKind;
+pub use custom::{CustomKind, ReaderKind};
 pub use producers::{ProducedKeys, Producer, ProducerKind, producer_from_object};
 pub use stores::{
     ReferenceGrant, StoreInfo, StoreKind, StoreLookup, StoreRef, store_info, store_ref,
 };
+
+/// A workload that reads a Secret: one entry of the references index (the workload's kind and
+/// name, the field and the key; never its pod spec).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reader {
+    pub kind: ReaderKind,
+    pub name: Box<str>,
+    /// The key it reads, or `None` for the whole Secret.
+    pub key: Option<Box<str>>,
+    pub path: Box<str>,
+}
+
+/// Who reads one Secret, and how far the answer can be trusted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Readers {
+    pub readers: Vec<Reader>,
+    /// Workload kinds not (yet) indexed: a watch that has not listed them, or an API the
+    /// inventory cannot read. Readers of those kinds may be missing from `readers`.
+    pub unknown: Vec<&'static str>,
+}
 
 /// A Secret as applyguard keeps it: never its values.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -132,6 +152,8 @@ pub trait Inventory: Send + Sync {
     fn secret_store(&self, namespace: &str, store: &StoreRef) -> StoreLookup;
     /// The ReferenceGrants of a namespace; `None` when the inventory does not see them.
     fn reference_grants(&self, namespace: &str) -> Option<Vec<ReferenceGrant>>;
+    /// The workloads that read a Secret (references that are not `optional`).
+    fn readers(&self, namespace: &str, secret: &str) -> Readers;
     fn readiness(&self) -> Readiness;
     /// Why the cache can no longer be trusted (its watches keep failing), if so. Unlike
     /// readiness this never takes a replica out of service: every replica would go at once.
@@ -184,6 +206,13 @@ pub struct Catalog {
     /// lookups answer Unknown rather than Missing.
     unknown_stores: BTreeSet<StoreKind>,
     grants_unknown: bool,
+    /// (namespace, Secret) -> the workloads that read it: the references index.
+    readers: HashMap<Key, Vec<Reader>>,
+    /// (kind, namespace, workload) -> the Secrets it reads, to take its entries out again.
+    /// Workloads that read no Secret are not kept at all.
+    reads: HashMap<(ReaderKind, Key), Box<[Box<str>]>>,
+    /// Workload kinds the catalog does not see (not listed yet, API not served).
+    unknown_readers: BTreeSet<ReaderKind>,
     /// (kind, namespace, name) of Secrets and producers added from manifests since
     /// `begin_set`: a second definition in one set is merged, one from another set replaces.
     set_members: std::collections::HashSet<(String, String, String)>,
@@ -196,6 +225,7 @@ impl Catalog {
         Catalog {
             unknown_stores: StoreKind::ALL.into_iter().collect(),
             grants_unknown: true,
+            unknown_readers: ReaderKind::ALL.into_iter().collect(),
             ..Catalog::default()
         }
     }
@@ -288,6 +318,85 @@ impl Catalog {
             .collect();
         grants.sort_by(|a, b| a.name.cmp(&b.name));
         Some(grants)
+    }
+
+    /// Indexes what one workload reads, replacing what it read before.
+    pub fn put_readings(
+        &mut self,
+        kind: ReaderKind,
+        namespace: &str,
+        name: &str,
+        readings: Vec<crate::references::Reading>,
+    ) {
+        self.remove_readings(kind, namespace, name);
+        if readings.is_empty() {
+            return;
+        }
+        let mut secrets: Vec<Box<str>> = Vec::new();
+        for reading in readings {
+            if !secrets.contains(&reading.secret) {
+                secrets.push(reading.secret.clone());
+            }
+            self.readers
+                .entry(key(namespace, &reading.secret))
+                .or_default()
+                .push(Reader {
+                    kind,
+                    name: name.into(),
+                    key: reading.key,
+                    path: reading.path,
+                });
+        }
+        self.reads
+            .insert((kind, key(namespace, name)), secrets.into_boxed_slice());
+    }
+
+    pub fn remove_readings(&mut self, kind: ReaderKind, namespace: &str, name: &str) {
+        let Some(secrets) = self.reads.remove(&(kind, key(namespace, name))) else {
+            return;
+        };
+        for secret in secrets.iter() {
+            let secret_key = key(namespace, secret);
+            if let Some(readers) = self.readers.get_mut(&secret_key) {
+                readers.retain(|r| !(r.kind == kind && &*r.name == name));
+                if readers.is_empty() {
+                    self.readers.remove(&secret_key);
+                }
+            }
+        }
+    }
+
+    /// Drops every workload of a kind before a (re)list; from then on the kind is known.
+    pub fn clear_readings(&mut self, kind: ReaderKind) {
+        let ids: Vec<Key> = self
+            .reads
+            .keys()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, id)| id.clone())
+            .collect();
+        for (ns, name) in ids {
+            self.remove_readings(kind, &ns, &name);
+        }
+        self.unknown_readers.remove(&kind);
+    }
+
+    /// The kind's API is no longer watched: its readers are unknown again.
+    pub fn forget_readings(&mut self, kind: ReaderKind) {
+        self.clear_readings(kind);
+        self.unknown_readers.insert(kind);
+    }
+
+    pub fn readers(&self, namespace: &str, secret: &str) -> Readers {
+        let mut readers = self
+            .readers
+            .get(&key(namespace, secret))
+            .cloned()
+            .unwrap_or_default();
+        readers.sort_by(|a, b| (a.kind, &a.name, &a.path).cmp(&(b.kind, &b.name, &b.path)));
+        Readers {
+            readers,
+            unknown: self.unknown_readers.iter().map(|k| k.kind()).collect(),
+        }
     }
 
     pub fn put_secret(&mut self, namespace: &str, name: &str, info: SecretInfo) {
@@ -402,6 +511,12 @@ impl Catalog {
             );
         }
         counts.insert("referencegrants", self.grants.len());
+        for kind in ReaderKind::ALL {
+            counts.insert(
+                CustomKind::Reader(kind).resource(),
+                self.reads.keys().filter(|(k, _)| *k == kind).count(),
+            );
+        }
         counts
     }
 
@@ -497,6 +612,9 @@ impl Inventory for EmptyInventory {
     }
     fn reference_grants(&self, _: &str) -> Option<Vec<ReferenceGrant>> {
         Some(Vec::new())
+    }
+    fn readers(&self, _: &str, _: &str) -> Readers {
+        Readers::default()
     }
     fn readiness(&self) -> Readiness {
         Readiness::Ready
