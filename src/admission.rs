@@ -239,9 +239,11 @@ pub fn respond_to(engine: &Engine, request: &AdmissionRequest<DynamicObject>) ->
     let caller = Caller {
         username: request.user_info.username.as_deref().unwrap_or(""),
         groups: &groups,
+        // A DELETE carries the object only as oldObject: its annotations exempt it.
         annotations: request
             .object
             .as_ref()
+            .or(request.old_object.as_ref())
             .and_then(|o| o.metadata.annotations.as_ref()),
     };
     let outcome = engine.decide_with(

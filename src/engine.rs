@@ -11,9 +11,11 @@ use serde_json::Value;
 use std::collections::HashMap;
 
 use crate::exemptions::{self, Caller, Exemption, Matchers};
-use crate::inventory::{EmptyInventory, Inventory};
+use crate::inventory::{EmptyInventory, Inventory, ProducerKind};
 use crate::policy::{Policy, PolicyError, RuleMode};
-use crate::rules::{Findings, Notice, ObjectSubject, RuleId, RuleSet, Subject, Violation};
+use crate::rules::{
+    Findings, Notice, ObjectSubject, RuleId, RuleSet, Subject, Violation, secret_in_use,
+};
 use crate::workload::{CustomWorkload, PodView, WorkloadError, WorkloadKind, raw_pod_spec};
 
 /// What the engine needs to know about one admission request.
@@ -186,6 +188,9 @@ impl Engine {
         request: &Request<'_>,
         caller: &Caller<'_>,
     ) -> Result<Decision, WorkloadError> {
+        if matches!(request.operation, Operation::Delete) {
+            return Ok(self.decide_delete(request, caller));
+        }
         if !matches!(request.operation, Operation::Create | Operation::Update) {
             return Ok(Decision::skip(Skip::Operation));
         }
@@ -263,10 +268,13 @@ impl Engine {
         let Some(object) = request.object else {
             return Decision::skip(Skip::Kind);
         };
-        if !self
+        let guarded = matches!(request.operation, Operation::Update)
+            && (request.group, request.kind) == ("", "Secret")
+            && enabled(RuleId::SecretInUse);
+        let handled = self
             .rules
-            .handles_kind(request.group, request.kind, enabled)
-        {
+            .handles_kind(request.group, request.kind, enabled);
+        if !handled && !guarded {
             return Decision::skip(Skip::Kind);
         }
         // An update that leaves data and spec alone (labels, annotations, status) is allowed.
@@ -277,7 +285,7 @@ impl Engine {
         {
             return Decision::skip(Skip::Unchanged);
         }
-        let findings = self.rules.check_object(
+        let mut findings = self.rules.check_object(
             &ObjectSubject {
                 group: request.group,
                 kind: request.kind,
@@ -289,7 +297,45 @@ impl Engine {
             },
             enabled,
         );
+        if guarded && let Some(old) = request.old_object {
+            let removed = secret_in_use::check_secret_update(
+                request.namespace,
+                request.name,
+                old,
+                object,
+                self.inventory.as_ref(),
+            );
+            findings.violations.extend(removed.violations);
+            findings.notices.extend(removed.notices);
+        }
         apply_modes(findings, applicability)
+    }
+
+    /// DELETE: only the deletion guard looks, at Secrets and at what produces them.
+    fn decide_delete(&self, request: &Request<'_>, caller: &Caller<'_>) -> Decision {
+        let producer = ProducerKind::ALL
+            .into_iter()
+            .find(|p| p.group() == request.group && p.kind() == request.kind);
+        let is_secret = (request.group, request.kind) == ("", "Secret");
+        if !is_secret && producer.is_none() || request.sub_resource.is_some_and(|s| !s.is_empty()) {
+            return Decision::skip(Skip::Operation);
+        }
+        let applicability = self.applicability(request.namespace, caller);
+        if applicability.modes.get(&RuleId::SecretInUse) == Some(&RuleMode::Off) {
+            return Decision::skip(Skip::Operation);
+        }
+        let inventory = self.inventory.as_ref();
+        let findings = match producer {
+            Some(kind) => secret_in_use::check_producer_delete(
+                kind,
+                request.namespace,
+                request.name,
+                request.old_object,
+                inventory,
+            ),
+            None => secret_in_use::check_secret_delete(request.namespace, request.name, inventory),
+        };
+        apply_modes(findings, &applicability)
     }
 }
 

@@ -66,6 +66,10 @@ pub fn modes(
             },
             None => None,
         };
+        // The namespace-wide label turns the deletion guard off or to warn, never to enforce
+        // (see SecretInUseConfig): its own label does that.
+        let namespace_mode =
+            namespace_mode.filter(|m| rule != RuleId::SecretInUse || *m != RuleMode::Enforce);
         out.insert(
             rule,
             own.or(namespace_mode)

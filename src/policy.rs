@@ -175,6 +175,17 @@ pub struct Rules {
     pub plaintext_kafka: PlaintextKafkaConfig,
     #[serde(rename = "placeholder-secret", default)]
     pub placeholder_secret: PlaceholderSecretConfig,
+    #[serde(rename = "secret-in-use", default)]
+    pub secret_in_use: SecretInUseConfig,
+}
+
+/// The deletion guard. Its mode is its own: the policy's `mode` and the namespace label
+/// `applyguard.io/mode` do not reach it, so `mode: enforce` (the default) never makes deletes
+/// impossible; `mode: enforce` here, or the label `applyguard.io/secret-in-use`, does.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretInUseConfig {
+    pub mode: Option<RuleMode>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -329,6 +340,9 @@ impl Policy {
             RuleId::RootContainer => self.rules.root_container.mode,
             RuleId::PlaceholderImage => self.rules.placeholder_image.mode,
             RuleId::PlaceholderSecret => self.rules.placeholder_secret.mode,
+            RuleId::SecretInUse => {
+                return self.rules.secret_in_use.mode.unwrap_or(RuleMode::Warn);
+            }
         };
         own.unwrap_or_else(|| self.mode.into())
     }

@@ -117,10 +117,24 @@ fn secrets_have_their_own_webhook_that_fails_open_and_can_be_removed() {
     let names: Vec<&str> = hooks.iter().map(|h| h["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["validate.applyguard.io", "secrets.validate.applyguard.io"]
+        [
+            "validate.applyguard.io",
+            "secrets.validate.applyguard.io",
+            "deletions.validate.applyguard.io"
+        ]
     );
     assert_eq!(hooks[0]["failurePolicy"], "Fail");
     assert_eq!(hooks[1]["failurePolicy"], "Ignore");
+    // The deletion guard never blocks a delete when applyguard is down.
+    assert_eq!(hooks[2]["failurePolicy"], "Ignore");
+    let operations: Vec<&str> = hooks[2]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["operations"].as_array().unwrap())
+        .map(|o| o.as_str().unwrap())
+        .collect();
+    assert!(operations.iter().all(|o| *o == "DELETE"), "{operations:?}");
     let resources = |hook: &serde_json::Value| -> Vec<String> {
         hook["rules"]
             .as_array()
@@ -131,6 +145,15 @@ fn secrets_have_their_own_webhook_that_fails_open_and_can_be_removed() {
             .collect()
     };
     assert_eq!(resources(&hooks[1]), ["secrets"]);
+    assert_eq!(
+        resources(&hooks[2]),
+        [
+            "secrets",
+            "externalsecrets",
+            "sealedsecrets",
+            "certificates"
+        ]
+    );
     let main = resources(&hooks[0]);
     assert!(!main.contains(&"secrets".to_string()), "{main:?}");
     for kind in ["ingresses", "gateways", "externalsecrets", "rollouts"] {
@@ -146,5 +169,13 @@ fn secrets_have_their_own_webhook_that_fails_open_and_can_be_removed() {
         .iter()
         .map(|h| h["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["validate.applyguard.io"]);
+    assert_eq!(
+        names,
+        ["validate.applyguard.io", "deletions.validate.applyguard.io"]
+    );
+    // No Secret, and so no Secret value, reaches applyguard through the deletions entry either.
+    assert_eq!(
+        resources(&without[1]),
+        ["externalsecrets", "sealedsecrets", "certificates"]
+    );
 }

@@ -4,6 +4,7 @@ mod placeholder_image;
 mod placeholder_secret;
 mod plaintext_kafka;
 mod root_container;
+pub mod secret_in_use;
 mod secret_ref;
 
 pub use placeholder_image::{ImageVerdict, PlaceholderImage, classify_image, parse_reference};
@@ -26,15 +27,19 @@ pub enum RuleId {
     RootContainer,
     PlaintextKafka,
     PlaceholderSecret,
+    /// The deletion guard (src/rules/secret_in_use.rs): decided by the engine on DELETE and on
+    /// key removal, not by a `Rule` on an object's fields.
+    SecretInUse,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 5] = [
+    pub const ALL: [RuleId; 6] = [
         RuleId::SecretRef,
         RuleId::PlaceholderImage,
         RuleId::RootContainer,
         RuleId::PlaintextKafka,
         RuleId::PlaceholderSecret,
+        RuleId::SecretInUse,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +49,7 @@ impl RuleId {
             RuleId::RootContainer => "root-container",
             RuleId::PlaintextKafka => "plaintext-kafka",
             RuleId::PlaceholderSecret => "placeholder-secret",
+            RuleId::SecretInUse => "secret-in-use",
         }
     }
 
@@ -172,6 +178,7 @@ impl RuleSet {
                     Box::new(PlaceholderImage::new(&policy.rules.placeholder_image)?)
                 }
                 RuleId::PlaceholderSecret => Box::new(PlaceholderSecret),
+                RuleId::SecretInUse => continue,
             });
         }
         Ok(RuleSet { rules })

@@ -163,6 +163,10 @@ fn rule_description(rule: &str) -> (&'static str, &'static str) {
             "Secret holds a placeholder value",
             "A Secret's stringData or data value is a placeholder (CHANGE_ME, <your-api-key>, ${VAR}, {{ ... }}, xxxx); applied, it replaces the real credential.",
         ),
+        Some(RuleId::SecretInUse) => (
+            "Secret still read by live workloads",
+            "A Secret, or a key of it, is deleted (or the ExternalSecret, SealedSecret or Certificate that produces it is) while workloads still read it without optional: true; their next pods fail with CreateContainerConfigError or stay in ContainerCreating.",
+        ),
         Some(RuleId::PlaintextKafka) => (
             "Kafka or ZooKeeper configured for plaintext or anonymous access",
             "A Kafka listener, client or ZooKeeper connection uses PLAINTEXT or SASL_PLAINTEXT (or anonymous access) on the network.",
