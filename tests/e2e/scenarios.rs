@@ -699,8 +699,41 @@ fn secret_lifecycle(suite: &mut Suite, env: &Env) -> Result<(), String> {
             &reader,
         ])
     };
+    // The deletion guard: removing the key the Deployment reads, then deleting the Secret, both
+    // go through (warn by default) with a warning naming the Deployment and its field.
+    let out = env.kubectl(&[
+        "patch",
+        "-n",
+        "ag-enforce",
+        "secret/lifecycle-db",
+        "--type=json",
+        "-p",
+        r#"[{"op": "add", "path": "/data/other", "value": "eA=="}, {"op": "remove", "path": "/data/password"}]"#,
+        "--dry-run=server",
+    ]);
+    suite.expect(
+        "kubectl patch removing the key a Deployment reads (dry run): allowed, with a secret-in-use warning naming the Deployment and field",
+        warned(
+            &out,
+            "secret-in-use",
+            "data.password",
+            "Deployment ag-enforce/lifecycle reads key \"password\" of secret \"lifecycle-db\" in spec.template.spec.containers[0].env[0]; new pods will not start",
+        ),
+    );
     let out = env.kubectl(&["delete", "-n", "ag-enforce", "secret/lifecycle-db"]);
-    suite.check("the Secret deleted", out.ok(), || out.show());
+    suite.expect(
+        "kubectl delete of the Secret the Deployment reads: deleted, with a secret-in-use warning naming the Deployment and field",
+        warned(
+            &out,
+            "secret-in-use",
+            "metadata.name",
+            "Deployment ag-enforce/lifecycle reads key \"password\" of secret \"lifecycle-db\" in spec.template.spec.containers[0].env[0]; new pods will not start",
+        )
+        .and_then(|()| {
+            if out.stdout.contains("deleted") { Ok(()) } else { Err(out.show()) }
+        }),
+    );
+    println!("    kubectl printed:\n{}", out.stderr.trim_end());
     // The very next apply, no retry: the watch delivered the change before kubectl's next
     // request (a denial for a missing Secret also waits up to 1 s for it in the webhook).
     let t = Instant::now();
