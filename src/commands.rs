@@ -51,6 +51,8 @@ pub struct ServeOptions {
     pub reload_interval: std::time::Duration,
     /// How long the watches may keep failing before the cache counts as stale (failureMode).
     pub stale_after: std::time::Duration,
+    /// Background audit of existing objects, every this long; `None` is off.
+    pub audit_interval: Option<std::time::Duration>,
 }
 
 /// Namespace for manifest objects that name none.
@@ -327,6 +329,11 @@ pub async fn serve(options: ServeOptions) -> Result<()> {
     // file fails start-up at once; the engine is then rebuilt on the real inventory from the
     // policy already loaded (each file is read once).
     let prepared = prepare_server(&options, Arc::new(crate::inventory::EmptyInventory))?;
+    if options.audit_interval.is_some() && !options.inventory.is_empty() {
+        anyhow::bail!(
+            "--audit-interval audits the cluster's objects and needs the cluster inventory: it cannot be used with --inventory"
+        );
+    }
     let inventory = if options.inventory.is_empty() {
         cluster_inventory(options.stale_after).await?
     } else {
@@ -350,6 +357,26 @@ pub async fn serve(options: ServeOptions) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let addr = server.local_addr()?;
     let reloader = spawn_reloader(&prepared, options.config.clone(), options.reload_interval);
+    let auditor = match options.audit_interval {
+        Some(interval) => {
+            let config = kube::Config::infer()
+                .await
+                .context("no Kubernetes API configuration for the background audit")?;
+            let client =
+                kube::Client::try_from(config).context("cannot build a Kubernetes client")?;
+            tracing::info!(
+                interval_seconds = interval.as_secs(),
+                "background audit of existing objects on"
+            );
+            Some(tokio::spawn(crate::audit::run_in_background(
+                client,
+                prepared.state.engine.clone(),
+                prepared.state.metrics.clone(),
+                interval,
+            )))
+        }
+        None => None,
+    };
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(listener) = metrics_listener {
         let metrics_addr = listener.local_addr()?;
@@ -365,6 +392,9 @@ pub async fn serve(options: ServeOptions) -> Result<()> {
     tracing::info!(%addr, "applyguard serving HTTPS (POST /validate, GET /healthz, GET /readyz)");
     server.run(crate::server::shutdown_signal()).await;
     reloader.abort();
+    if let Some(auditor) = auditor {
+        auditor.abort();
+    }
     let _ = stop_metrics.send(());
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! engine (`engine`, `workload`, `rules`, `policy`), and support (`certs`, `tls`, `logging`).
 
 pub mod admission;
+pub mod audit;
 pub mod certs;
 pub mod commands;
 pub mod engine;

@@ -14,6 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
 
+use applyguard::audit::{self, AuditOptions};
 use applyguard::certs::CertRequest;
 use applyguard::commands::{
     self, DEFAULT_LISTEN, DEV_CERT_DIR, DEV_LISTEN, ServeOptions, TlsSource,
@@ -83,6 +84,11 @@ enum Command {
         /// failureMode decides secret-ref.
         #[arg(long, default_value_t = 300)]
         stale_after: u64,
+        /// Seconds between background audits of the objects already in the cluster (gauges
+        /// applyguard_existing_violations, a log line per finding found or resolved); 0, the
+        /// default, turns it off. Needs the cluster inventory.
+        #[arg(long, default_value_t = 0)]
+        audit_interval: u64,
     },
     /// Answer one AdmissionReview (file or - for stdin) offline, exactly as serve would.
     Review {
@@ -114,6 +120,20 @@ enum Command {
         /// Files, directories (*.yaml, *.yml, *.json, recursively) or - for standard input.
         #[arg(required = true)]
         paths: Vec<String>,
+    },
+    /// Evaluate what is already in the cluster (kubeconfig, or in-cluster), with the cluster as
+    /// inventory; the same report as scan.
+    Audit {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Only this namespace (default: every namespace).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// Seconds to wait for the cluster inventory's first lists.
+        #[arg(long, default_value_t = 120)]
+        ready_timeout: u64,
     },
     /// Create a CA and a serving certificate signed by it.
     Certs {
@@ -148,6 +168,7 @@ fn main() -> ExitCode {
             metrics_listen,
             reload_interval,
             stale_after,
+            audit_interval,
         } => {
             // Held to the end of serve: dropping it flushes the queued log lines.
             let _log_lines = logging::init(log_format);
@@ -190,6 +211,7 @@ fn main() -> ExitCode {
                 metrics_listen,
                 reload_interval: Duration::from_secs(reload_interval.max(1)),
                 stale_after: Duration::from_secs(stale_after.max(1)),
+                audit_interval: (audit_interval > 0).then(|| Duration::from_secs(audit_interval)),
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -262,16 +284,39 @@ fn main() -> ExitCode {
                 .and_then(|policy| Ok(scan::scan(&options, policy, &mut std::io::stdin().lock())?));
             match result {
                 Ok(report) => {
-                    // A closed pipe (`| head`) is not an error worth a panic.
-                    let mut out = std::io::stdout().lock();
-                    use std::io::Write;
-                    let _ = out
-                        .write_all(render(&report, format).as_bytes())
-                        .and_then(|()| out.flush());
+                    print_report(&report, format);
                     ExitCode::from(report.exit_code())
                 }
                 Err(err) => {
                     eprintln!("applyguard scan: {err:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Audit {
+            config,
+            format,
+            namespace,
+            ready_timeout,
+        } => {
+            let options = AuditOptions {
+                namespace,
+                ready_timeout: Duration::from_secs(ready_timeout),
+            };
+            let result = commands::load_policy(config.as_deref()).and_then(|policy| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(anyhow::Error::from)?
+                    .block_on(audit::audit(&options, policy))
+            });
+            match result {
+                Ok(report) => {
+                    print_report(&report, format);
+                    ExitCode::from(report.exit_code())
+                }
+                Err(err) => {
+                    eprintln!("applyguard audit: {err:#}");
                     ExitCode::from(2)
                 }
             }
@@ -292,4 +337,13 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn print_report(report: &scan::Report, format: Format) {
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    let _ = out
+        .write_all(render(report, format).as_bytes())
+        .and_then(|()| out.flush());
 }

@@ -72,6 +72,8 @@ pub struct Metrics {
     certificate_expiry: Gauge<f64, AtomicU64>,
     config_reloads: Family<ResultLabels, Counter>,
     certificate_reloads: Family<ResultLabels, Counter>,
+    existing_violations: Family<ViolationLabels, Gauge>,
+    audit_runs: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -146,6 +148,18 @@ impl Metrics {
             "Serving certificate reloads, by result (success, error)",
             certificate_reloads.clone(),
         );
+        let existing_violations = Family::<ViolationLabels, Gauge>::default();
+        registry.register(
+            "applyguard_existing_violations",
+            "Violations in objects already in the cluster at the last background audit (serve --audit-interval), by rule and mode (enforce, warn, exempt)",
+            existing_violations.clone(),
+        );
+        let audit_runs = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "applyguard_audit_runs",
+            "Background audits, by result (success: every kind listed; error: some could not be)",
+            audit_runs.clone(),
+        );
         // Series that alerts use exist from the start, at zero.
         for result in ["success", "error"] {
             let _ = config_reloads.get_or_create(&ResultLabels { result });
@@ -164,7 +178,31 @@ impl Metrics {
             certificate_expiry,
             config_reloads,
             certificate_reloads,
+            existing_violations,
+            audit_runs,
         }
+    }
+
+    /// The result of one background audit: violations per (rule, mode), every rule and mode
+    /// set (zero when none), so a resolved finding brings its series down rather than leaving
+    /// the last count behind.
+    pub fn audited(
+        &self,
+        counts: &std::collections::BTreeMap<(&'static str, &'static str), i64>,
+        complete: bool,
+    ) {
+        for rule in crate::rules::RuleId::ALL {
+            for mode in ["enforce", "warn", "exempt"] {
+                let rule = rule.as_str();
+                self.existing_violations
+                    .get_or_create(&ViolationLabels { rule, mode })
+                    .set(counts.get(&(rule, mode)).copied().unwrap_or(0));
+            }
+        }
+        let result = if complete { "success" } else { "error" };
+        self.audit_runs
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// Records one answered request.

@@ -829,3 +829,55 @@ async fn every_decision_is_logged_and_none_is_lost_at_exit() {
         std::fs::read_to_string(&log_path).unwrap()
     );
 }
+
+/// `applyguard audit` without a cluster to reach: exit 2 and a message saying what is missing,
+/// never an empty report that passes.
+#[test]
+fn audit_without_a_cluster_says_so_and_exits_2() {
+    let home = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args(["audit"])
+        .env("KUBECONFIG", home.path().join("no-such-kubeconfig"))
+        .env("HOME", home.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("applyguard audit: no Kubernetes API configuration"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+/// The background audit lists the cluster: with manifests for cluster state there is nothing
+/// to audit, and start-up says so rather than running without it.
+#[test]
+fn the_background_audit_needs_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .current_dir(dir.path())
+        .args([
+            "serve",
+            "--dev",
+            "--metrics-listen",
+            "off",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--inventory")
+        .arg(format!("{}/examples/inventory", env!("CARGO_MANIFEST_DIR")))
+        .args(["--audit-interval", "60"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "--audit-interval audits the cluster's objects and needs the cluster inventory"
+        ),
+        "{stderr}"
+    );
+}

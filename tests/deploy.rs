@@ -179,3 +179,75 @@ fn secrets_have_their_own_webhook_that_fails_open_and_can_be_removed() {
         ["externalsecrets", "sealedsecrets", "certificates"]
     );
 }
+
+/// The background audit's component: serve gets --audit-interval, and base's ClusterRole with
+/// the component's covers list on every kind the audit lists.
+#[test]
+fn the_audit_component_turns_the_audit_on_with_the_rbac_it_needs() {
+    if !have("kubectl") {
+        eprintln!("SKIPPED: kubectl is not installed; the audit component is not rendered");
+        return;
+    }
+    let scratch = tempfile::tempdir_in(format!("{ROOT}/target")).unwrap();
+    std::fs::write(
+        scratch.path().join("kustomization.yaml"),
+        "resources:\n  - ../../deploy/overlays/cert-manager\ncomponents:\n  - ../../deploy/components/audit\n",
+    )
+    .unwrap();
+    let out = Command::new("kubectl")
+        .args(["kustomize", scratch.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let objects =
+        applyguard::inventory::manifests::parse_documents(&text, Path::new("rendered")).unwrap();
+    let deployment = objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "applyguard")
+        .unwrap();
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap();
+    assert!(args.iter().any(|a| a == "--audit-interval=600"), "{args:?}");
+    let mut listable: Vec<(String, String)> = Vec::new();
+    for role in objects.iter().filter(|o| o["kind"] == "ClusterRole") {
+        for rule in role["rules"].as_array().unwrap() {
+            if !rule["verbs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v == "list")
+            {
+                continue;
+            }
+            for group in rule["apiGroups"].as_array().unwrap() {
+                for resource in rule["resources"].as_array().unwrap() {
+                    listable.push((
+                        group.as_str().unwrap().to_string(),
+                        resource.as_str().unwrap().to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    for (group, kind) in applyguard::audit::AUDITED {
+        let lower = kind.to_lowercase();
+        let plural = if lower.ends_with('s') {
+            format!("{lower}es")
+        } else {
+            format!("{lower}s")
+        };
+        assert!(
+            listable.contains(&(group.to_string(), plural.clone())),
+            "{group}/{plural} cannot be listed: {listable:?}"
+        );
+    }
+    // The install with the audit on still passes its own scan.
+    let (code, text) = scan(&[scratch.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+}

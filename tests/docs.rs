@@ -57,9 +57,28 @@ fn code_spans(text: &str) -> Vec<String> {
     spans
 }
 
+/// The subcommands, as `applyguard --help` lists them (a new one is checked without edits here).
+fn subcommands() -> Vec<String> {
+    let help = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
 fn subcommand_flags() -> BTreeSet<String> {
     let mut flags = BTreeSet::new();
-    for sub in ["serve", "review", "scan", "certs"] {
+    let subcommands = subcommands();
+    assert!(
+        subcommands.iter().any(|c| c == "audit") && subcommands.len() >= 5,
+        "{subcommands:?}"
+    );
+    for sub in &subcommands {
         let help = Command::new(BIN).args([sub, "--help"]).output().unwrap();
         let help = String::from_utf8(help.stdout).unwrap();
         for word in help.split_whitespace() {

@@ -334,6 +334,7 @@ fn sarif_validates_against_the_2_1_0_schema() {
             "root-container",
             "plaintext-kafka",
             "placeholder-secret",
+            "secret-in-use",
             "duplicate-object",
             "not-in-kustomization",
             "invalid-manifest"

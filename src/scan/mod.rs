@@ -97,6 +97,12 @@ pub struct Report {
     pub skipped_patches: usize,
     pub findings: Vec<Finding>,
     pub errors: Vec<InputError>,
+    /// Set by `applyguard audit`: the objects came from this cluster (its API server URL), not
+    /// from files, and their findings have no file or line.
+    pub cluster: Option<String>,
+    /// Audit: objects owned by a controller that is itself audited (a Deployment's ReplicaSets
+    /// and Pods, a CronJob's Jobs), evaluated through that controller rather than again.
+    pub controlled: usize,
 }
 
 impl Report {
@@ -147,6 +153,10 @@ impl Located {
     /// Where the object's field `path` is written, as (line, column), in `locations` of its
     /// document; the object's own line when the field cannot be found.
     fn place(&self, locations: &locate::Locations, path: &str) -> (usize, usize) {
+        if self.file.is_empty() {
+            // From the cluster: no file to point into.
+            return (0, 0);
+        }
         locations.locate(&self.base, path).unwrap_or((self.line, 1))
     }
 
@@ -477,6 +487,44 @@ pub fn scan(
         report.errors.extend(partial.errors);
     }
     Ok(report)
+}
+
+/// Objects read from a live cluster (`applyguard audit`), evaluated exactly as scanned
+/// manifests are, into the same report. They have no file: findings name the object, and a
+/// Kafka setting read from a ConfigMap key is reported at that ConfigMap, as in a scan.
+pub fn evaluate_live(engine: &Engine, objects: Vec<Value>, report: &mut Report) {
+    use rayon::prelude::*;
+    let nowhere = std::sync::Arc::new((String::new(), 0));
+    let objects: Vec<Located> = objects
+        .into_iter()
+        .map(|object| Located {
+            file: String::new(),
+            line: 0,
+            object,
+            source: nowhere.clone(),
+            base: Vec::new(),
+            set: String::new(),
+        })
+        .collect();
+    report.objects += objects.len();
+    let mut results: Vec<Report> = objects
+        .par_iter()
+        .map(|located| {
+            let mut partial = Report::default();
+            evaluate(
+                engine,
+                located,
+                crate::commands::DEFAULT_NAMESPACE,
+                &mut partial,
+            );
+            partial
+        })
+        .collect();
+    report_where_fixed(&objects, crate::commands::DEFAULT_NAMESPACE, &mut results);
+    for partial in results {
+        report.findings.extend(partial.findings);
+        report.errors.extend(partial.errors);
+    }
 }
 
 /// How the source of a kustomize build is labelled until its objects are traced to their files.

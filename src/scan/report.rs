@@ -47,6 +47,7 @@ pub fn text(report: &Report) -> String {
     let mut out = String::new();
     for e in &report.errors {
         match e.line {
+            _ if e.file.is_empty() => out.push_str(&format!("error: {}\n", e.message)),
             Some(line) => out.push_str(&format!("{}:{line}: error: {}\n", e.file, e.message)),
             None => out.push_str(&format!("{}: error: {}\n", e.file, e.message)),
         }
@@ -85,13 +86,28 @@ pub fn text(report: &Report) -> String {
                 f.path
             )
         };
+        // Audited objects have no file: the object named in the subject is the place.
+        let place = if f.file.is_empty() {
+            String::new()
+        } else {
+            format!("{}:{}:{} ", f.file, f.line, f.column)
+        };
         out.push_str(&format!(
-            "{}:{}:{} {subject}: {}{value}{fix}\n",
-            f.file,
-            f.line,
-            f.column,
+            "{place}{subject}: {}{value}{fix}\n",
             f.message.replace('\n', " ")
         ));
+    }
+    if let Some(cluster) = &report.cluster {
+        out.push_str(&format!(
+            "audited {} object(s) in {cluster} ({} owned by an audited controller, checked through it): {} violation(s) in enforce mode, {} in warn mode, {} note(s), {} error(s)\n",
+            report.objects,
+            report.controlled,
+            report.count(Level::Enforce),
+            report.count(Level::Warn),
+            report.count(Level::Notice),
+            report.errors.len()
+        ));
+        return out;
     }
     out.push_str(&format!(
         "scanned {} file(s), {} document(s), {} object(s) ({} empty and {} non-Kubernetes document(s) skipped, {} kustomize patch file(s) not evaluated alone): {} violation(s) in enforce mode, {} in warn mode, {} note(s), {} input error(s)\n",
@@ -114,14 +130,15 @@ pub fn text(report: &Report) -> String {
 /// ```text
 /// { "version": 1,
 ///   "summary": { "files", "documents", "objects", "skippedEmpty", "skippedNotKubernetes", "skippedPatches",
-///                "enforce", "warn", "notice", "exempt", "errors", "exitCode" },
+///                "enforce", "warn", "notice", "exempt", "errors", "exitCode",
+///                and, from `audit` only, "cluster" (the API server's URL), "controlled" },
 ///   "findings": [ { "file", "line", "apiVersion", "kind", "namespace", "name", "rule",
 ///                   "level": "enforce" | "warn" | "notice" | "exempt", "path", "value",
 ///                   "message", "fix" } ],
 ///   "errors":   [ { "file", "line" (null when the whole file), "message" } ] }
 /// ```
 pub fn json(report: &Report) -> String {
-    let value = json!({
+    let mut value = json!({
         "version": JSON_SCHEMA_VERSION,
         "summary": {
             "files": report.files,
@@ -140,6 +157,11 @@ pub fn json(report: &Report) -> String {
         "findings": report.findings,
         "errors": report.errors,
     });
+    // Only an audit has these; a scan's summary stays as it was.
+    if let Some(cluster) = &report.cluster {
+        value["summary"]["cluster"] = json!(cluster);
+        value["summary"]["controlled"] = json!(report.controlled);
+    }
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text.push('\n');
     text
@@ -220,12 +242,17 @@ pub fn sarif(report: &Report) -> String {
                 Level::Notice | Level::Exempt => "note",
             };
             let fix = if f.fix.is_empty() { String::new() } else { format!(" Fix: {}", f.fix) };
-            let mut location = json!({
-                "physicalLocation": {
-                    "artifactLocation": artifact(&f.file),
-                    "region": {"startLine": f.line.max(1), "startColumn": f.column.max(1)},
-                },
-            });
+            // An audited object is in the cluster, not in a file: its logical location is all.
+            let mut location = if f.file.is_empty() {
+                json!({})
+            } else {
+                json!({
+                    "physicalLocation": {
+                        "artifactLocation": artifact(&f.file),
+                        "region": {"startLine": f.line.max(1), "startColumn": f.column.max(1)},
+                    },
+                })
+            };
             let text = if f.kind.is_empty() {
                 format!("{}{fix}", f.message)
             } else {
@@ -250,8 +277,12 @@ pub fn sarif(report: &Report) -> String {
         })
         .collect();
     results.extend(report.errors.iter().map(|e| {
-        let mut location = json!({"physicalLocation": {"artifactLocation": artifact(&e.file)}});
-        if let Some(line) = e.line {
+        let mut location = if e.file.is_empty() {
+            json!({})
+        } else {
+            json!({"physicalLocation": {"artifactLocation": artifact(&e.file)}})
+        };
+        if let Some(line) = e.line.filter(|_| !e.file.is_empty()) {
             location["physicalLocation"]["region"] = json!({"startLine": line.max(1)});
         }
         json!({

@@ -97,6 +97,7 @@ pub async fn start_with(
         metrics_listen: None,
         reload_interval: Duration::from_millis(100),
         stale_after: Duration::from_secs(300),
+        audit_interval: None,
     };
     let prepared = prepare_server(&options, inventory).unwrap();
     let reloader = spawn_reloader(&prepared, options.config.clone(), options.reload_interval);

@@ -263,6 +263,15 @@ fn install(suite: &mut Suite, plane: ControlPlane, work: &Path) -> Result<Env, S
         out.ok(),
         || out.show(),
     );
+    // The background audit's list rights, as deploy/components/audit adds them (serve runs
+    // with --audit-interval here, so every scenario runs with the audit going).
+    let audit_rbac = root().join("deploy/components/audit/rbac.yaml");
+    let out = kubectl::run(&admin, &["apply", "-f", &audit_rbac.display().to_string()]);
+    suite.check(
+        "deploy/components/audit's ClusterRole(Binding) accepted",
+        out.ok(),
+        || out.show(),
+    );
     // What runs the pods uses newer fields: topologySpreadConstraints.matchLabelKeys (1.25) and
     // nodeTaintsPolicy (1.26), PodDisruptionBudget policy/v1 (1.21). On an older API server
     // kubectl refuses them by name; docs/operations.md says deploy/ as shipped needs 1.26.
@@ -293,7 +302,7 @@ fn install(suite: &mut Suite, plane: ControlPlane, work: &Path) -> Result<Env, S
     let mut serve = Serve::prepare(&plane, work, &policy)?;
     serve.start()?;
     suite.check(
-        "applyguard serve, as ServiceAccount applyguard/applyguard with deploy/'s ClusterRole only, is ready",
+        "applyguard serve, as ServiceAccount applyguard/applyguard with deploy/'s ClusterRoles only (base's and components/audit's), is ready",
         true,
         String::new,
     );
@@ -806,7 +815,116 @@ fn secret_lifecycle(suite: &mut Suite, env: &Env) -> Result<(), String> {
 
 /// Objects created before the webhook was registered: updates that leave the pod template
 /// alone are allowed, ones that change it are evaluated; dry runs, server-side apply, delete.
+/// `kubectl applyguard audit ARGS`, the plugin form: a kubectl-applyguard link on PATH, and
+/// kubectl hands the plugin its environment (KUBECONFIG) and arguments.
+fn audit(env: &Env, args: &[&str]) -> Out {
+    let bin = std::env::temp_dir().join(format!("applyguard-e2e-plugin-{}", std::process::id()));
+    let link = bin.join("kubectl-applyguard");
+    let _ = std::fs::create_dir_all(&bin);
+    if !link.exists() {
+        let _ = std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_applyguard"), &link);
+    }
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = std::process::Command::new(kubectl::binary())
+        .env("KUBECONFIG", &env.admin)
+        .env("PATH", path)
+        .arg("applyguard")
+        .arg("audit")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output();
+    let command = format!("kubectl applyguard audit {}", args.join(" "));
+    match output {
+        Ok(output) => Out {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            command,
+        },
+        Err(e) => Out {
+            code: None,
+            stderr: format!("cannot run kubectl: {e}"),
+            command,
+            ..Out::default()
+        },
+    }
+}
+
 fn existing_objects(suite: &mut Suite, env: &Env) -> Result<(), String> {
+    // The Deployment created before applyguard, found by the audit the way a denial says it.
+    let out = audit(env, &["--namespace", "ag-legacy"]);
+    let finding = "Deployment/ag-legacy/legacy root-container spec.template.spec.containers[0].securityContext.runAsNonRoot: ";
+    suite.check(
+        "kubectl applyguard audit -n ag-legacy: exit 1, the root Deployment created before applyguard named with its field and fix",
+        out.code == Some(1)
+            && out.stdout.lines().any(|l| l.starts_with(finding) && l.contains("may run as root") && l.contains("Fix: "))
+            && out.stdout.contains("audited 1 object(s) in https://")
+            && out.stderr.contains("applyguard audit: Deployment (apps/v1): 1 object(s)"),
+        || out.show(),
+    );
+    println!(
+        "    kubectl applyguard audit printed:\n{}\n    and on stderr:\n{}",
+        out.stdout.trim_end(),
+        out.stderr.trim_end()
+    );
+    let out = audit(env, &["--namespace", "ag-legacy", "--format", "sarif"]);
+    let sarif: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+    let result = &sarif["runs"][0]["results"][0];
+    suite.check(
+        "... --format sarif: the finding at its logical location (the object and field), no file",
+        out.code == Some(1)
+            && result["ruleId"] == "root-container"
+            && result["locations"][0].get("physicalLocation").is_none()
+            && result["locations"][0]["logicalLocations"][0]["fullyQualifiedName"]
+                .as_str()
+                .is_some_and(|n| {
+                    n.starts_with("Deployment/ag-legacy/legacy.spec.template.spec.containers[0]")
+                }),
+        || out.show(),
+    );
+    // serve's background audit (every 2 s here) finds it too: in the gauge and in a log line.
+    let gauge = |env: &Env| -> Option<i64> {
+        let (_, body) = env.serve.get("/metrics").ok()?;
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix(
+                    "applyguard_existing_violations{rule=\"root-container\",mode=\"enforce\"} ",
+                )
+            })
+            .and_then(|v| v.parse().ok())
+    };
+    let logged = |env: &Env, what: &str| {
+        env.serve
+            .log_tail(20_000)
+            .lines()
+            .any(|l| l.contains(what) && l.contains("legacy") && l.contains("root-container"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(gauge(env).is_some_and(|n| n >= 1) && logged(env, "existing violation found"))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    suite.check(
+        "serve --audit-interval: applyguard_existing_violations{rule=root-container,mode=enforce} >= 1, and a log line naming the legacy Deployment",
+        gauge(env).is_some_and(|n| n >= 1) && logged(env, "existing violation found"),
+        || format!("gauge: {:?}\n{}", gauge(env), env.serve.log_tail(40)),
+    );
+    let refused = env
+        .serve
+        .log_tail(20_000)
+        .lines()
+        .filter(|l| l.contains("could not be listed"))
+        .count();
+    suite.check(
+        "... and the audit listed every kind with deploy/'s RBAC (no kind refused)",
+        refused == 0,
+        || env.serve.log_tail(40),
+    );
     // kubectl VERB -n ag-legacy deployment/legacy ARGS...
     let run = |verb: &[&str], args: &[&str]| {
         let mut all = verb.to_vec();
@@ -886,6 +1004,20 @@ fn existing_objects(suite: &mut Suite, env: &Env) -> Result<(), String> {
     suite.expect(
         "kubectl delete of the legacy Deployment: allowed",
         succeeded(&out),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !logged(env, "existing violation resolved") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for line in env.serve.log_tail(20_000).lines() {
+        if line.contains("existing violation") && line.contains("legacy") {
+            println!("    serve logged: {line}");
+        }
+    }
+    suite.check(
+        "... and the next background audit logs its finding as resolved",
+        logged(env, "existing violation resolved"),
+        || env.serve.log_tail(40),
     );
     Ok(())
 }

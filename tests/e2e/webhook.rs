@@ -158,7 +158,8 @@ impl Serve {
         command
             .env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", "info")
-            // --stale-after 3: the watch-cache scenario sees the cache go stale in seconds.
+            // --stale-after 3: the watch-cache scenario sees the cache go stale in seconds;
+            // --audit-interval 2: existing-objects sees the background audit's verdicts.
             .args([
                 "serve",
                 "--log-format",
@@ -167,6 +168,8 @@ impl Serve {
                 "1",
                 "--stale-after",
                 "3",
+                "--audit-interval",
+                "2",
             ])
             .arg("--config")
             .arg(&self.policy)
