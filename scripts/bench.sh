@@ -360,13 +360,14 @@ main() {
 
 # Start-up and memory at scale, into $RAW/scale.tsv (set, objects, seconds to ready, VmRSS, VmHWM):
 # serve on BENCH_SCALE_NAMESPACES (500) namespaces of 200 Secrets + 200 ConfigMaps, then on their
-# Secrets only, their ConfigMaps only and on shop.yaml only, so that the bytes each cached Secret
-# and ConfigMap costs are the differences, not guesses.
+# Secrets only, their ConfigMaps only, on shop.yaml only, and on shop.yaml plus 10k Deployments and
+# 20k bare Pods (the deletion guard's references index), so that the bytes each cached Secret and
+# ConfigMap costs, and what the index costs, are the differences, not guesses.
 SCALE_NAMESPACES=${BENCH_SCALE_NAMESPACES:-500}
 scale() {
     local big=$DATA/scale f d
     rm -rf "$big"
-    mkdir -p "$big/inventory" "$big/secrets" "$big/configmaps" "$big/empty"
+    mkdir -p "$big/inventory" "$big/secrets" "$big/configmaps" "$big/empty" "$big/readers"
     log "scale: generating $((SCALE_NAMESPACES * 200)) Secrets + $((SCALE_NAMESPACES * 200)) ConfigMaps"
     awk -v out="$big" -v namespaces="$SCALE_NAMESPACES" -v inventory_only=1 -f scripts/bench/generate.awk
     for f in "$big"/inventory/team-*.yaml; do
@@ -385,13 +386,19 @@ scale() {
             { doc = doc $0 "\n" }
             END { flush() }' "$f"
     done
-    for d in inventory secrets configmaps empty; do
+    awk -v out="$big/readers" -v namespaces="$SCALE_NAMESPACES" -f scripts/bench/readers.awk
+    for d in inventory secrets configmaps empty readers; do
         cp tests/fixtures/inventory/shop.yaml "$big/$d/"
     done
     : >"$RAW/scale.tsv"
     local start pid ready objects
-    for d in inventory secrets configmaps empty; do
-        objects=$(cat "$big/$d"/*.yaml | grep -cE '^kind: (Secret|ConfigMap)$' || true)
+    for d in inventory secrets configmaps empty readers; do
+        # The readers set counts its workloads; the others their Secrets and ConfigMaps.
+        if [[ $d == readers ]]; then
+            objects=$(cat "$big/$d"/readers-*.yaml | grep -cE '^kind: (Deployment|Pod)$' || true)
+        else
+            objects=$(cat "$big/$d"/*.yaml | grep -cE '^kind: (Secret|ConfigMap)$' || true)
+        fi
         start=$(now)
         MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0 "$BIN" serve --listen "127.0.0.1:$PORT_A" \
             --metrics-listen off --tls-cert "$CERTS/tls.crt" --tls-key "$CERTS/tls.key" \
@@ -504,6 +511,9 @@ write_report() {
             big_ready=$(awk -F'\t' '$1 == "inventory" { print $3 }' "$RAW/scale.tsv")
             echo "| RSS of serve with 100k Secrets + 100k ConfigMaps, once ready: < 150 MiB | $big_rss MiB | $(met "$big_rss" '<' 150) |"
             echo "| ready from those manifests: < 3 s | $big_ready s | $(met "$big_ready" '<' 3) |"
+            local readers_extra
+            readers_extra=$(awk -F'\t' '{ rss[$1] = $4 } END { printf "%.1f", (rss["readers"] - rss["empty"]) / 1024 }' "$RAW/scale.tsv")
+            echo "| references index of 10k Deployments + 20k bare Pods: < 30 MiB more RSS | $readers_extra MiB | $(met "$readers_extra" '<' 30) |"
         fi
         echo
         echo "## 1. Engine (criterion, in-process, one thread)"
@@ -582,7 +592,7 @@ write_report() {
             echo "serve on $SCALE_NAMESPACES namespaces of 200 Secrets + 200 ConfigMaps (\`scripts/bench/generate.awk\`), on their Secrets only,"
             echo "their ConfigMaps only, and \`shop.yaml\` only; start-up to ready from launch, memory once ready."
             echo
-            echo "| inventory | Secrets + ConfigMaps | ready (s) | VmRSS | VmHWM |"
+            echo "| inventory | Secrets + ConfigMaps (readers: Deployments + Pods) | ready (s) | VmRSS | VmHWM |"
             echo "| --- | ---: | ---: | ---: | ---: |"
             awk -F'\t' '{ printf "| %s | %d | %s | %.1f MiB | %.1f MiB |\n", $1, $2, $3, $4 / 1024, $5 / 1024 }' "$RAW/scale.tsv"
             echo

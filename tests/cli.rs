@@ -881,3 +881,85 @@ fn the_background_audit_needs_the_cluster() {
         "{stderr}"
     );
 }
+
+/// The deletion guard offline: `review --inventory` with manifests of the workloads builds the
+/// same references index as the cluster's watches. A Secret DELETE and an UPDATE that drops a
+/// key are allowed with a warning per reader and field (warn even under `mode: enforce`), and
+/// refused only when the rule itself is set to enforce.
+#[test]
+fn review_warns_when_a_delete_breaks_readers_from_the_inventory() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |fixture: &str, policy: &str| {
+        let config = dir.path().join("policy.yaml");
+        std::fs::write(&config, policy).unwrap();
+        let readers = format!(
+            "{}/tests/fixtures/inventory-readers",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let output = Command::new(BIN)
+            .arg("review")
+            .arg("--config")
+            .arg(&config)
+            .args(["--inventory", &inventory_dir(), "--inventory", &readers])
+            .arg(fixture_path(fixture))
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()["response"].clone()
+    };
+    let deleted = run("secret-delete-in-use", "mode: enforce\n");
+    assert_eq!(deleted["allowed"], true, "{deleted}");
+    let warnings: Vec<&str> = deleted["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "secret-in-use metadata.name: Deployment shop/checkout reads key \"password\" of secret \"db-credentials\" in spec.template.spec.containers[0].env[0]; new pods will not start. Fix: stop reading it there, or mark it optional: true, and roll that out first",
+            "secret-in-use metadata.name: CronJob shop/nightly-report reads secret \"db-credentials\" in spec.jobTemplate.spec.template.spec.containers[0].envFrom[0]; new pods will not start. Fix: stop reading it there, or mark it optional: true, and roll that out first",
+        ]
+    );
+    // No value of the Secret in the answer (the DELETE carried them in oldObject).
+    let text = deleted.to_string();
+    for value in ["czNjcjN0LXZhbHVl", "s3cr3t-value", "c2hvcA=="] {
+        assert!(!text.contains(value), "{text}");
+    }
+    // A key less: only the reader of that key; the CronJob reads the whole Secret and is fine.
+    let updated = run("secret-update-removes-key", "mode: enforce\n");
+    assert_eq!(updated["allowed"], true, "{updated}");
+    let warnings = updated["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].as_str().unwrap().starts_with(
+            "secret-in-use data.password: Deployment shop/checkout reads key \"password\""
+        ),
+        "{warnings:?}"
+    );
+    // Enforced by its own mode: the delete is refused, naming both readers.
+    let refused = run(
+        "secret-delete-in-use",
+        "rules:\n  secret-in-use: { mode: enforce }\n",
+    );
+    assert_eq!(refused["allowed"], false, "{refused}");
+    let message = refused["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("[secret-in-use] metadata.name: Deployment shop/checkout")
+            && message.contains("CronJob shop/nightly-report"),
+        "{message}"
+    );
+    // Off: nothing to say.
+    let off = run(
+        "secret-delete-in-use",
+        "rules:\n  secret-in-use: { mode: off }\n",
+    );
+    assert_eq!(off["allowed"], true);
+    assert!(off.get("warnings").is_none(), "{off}");
+}

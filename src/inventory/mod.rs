@@ -23,10 +23,40 @@ pub use stores::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reader {
     pub kind: ReaderKind,
-    pub name: Box<str>,
+    /// Shared by the workload's entries (and interned, with the key and path: see `Interner`).
+    pub name: Arc<str>,
     /// The key it reads, or `None` for the whole Secret.
-    pub key: Option<Box<str>>,
-    pub path: Box<str>,
+    pub key: Option<Arc<str>>,
+    pub path: Arc<str>,
+}
+
+/// The strings the references index repeats (namespaces, Secret and workload names, keys and
+/// field paths: 10k Deployments read `password` at `spec.template.spec.containers[0].env[0]...`),
+/// kept once each. Strings nothing else holds any more are swept each time the set has doubled,
+/// so workloads that come and go (bare Pods) cannot grow it for good.
+#[derive(Debug, Default)]
+struct Interner {
+    strings: std::collections::HashSet<Arc<str>>,
+    swept_at: usize,
+}
+
+impl Interner {
+    fn intern(&mut self, text: &str) -> Arc<str> {
+        if let Some(found) = self.strings.get(text) {
+            return found.clone();
+        }
+        if self.strings.len() >= 2 * self.swept_at.max(1024) {
+            self.strings.retain(|s| Arc::strong_count(s) > 1);
+            self.swept_at = self.strings.len();
+        }
+        let new: Arc<str> = Arc::from(text);
+        self.strings.insert(new.clone());
+        new
+    }
+
+    fn get(&self, text: &str) -> Option<Arc<str>> {
+        self.strings.get(text).cloned()
+    }
 }
 
 /// Who reads one Secret, and how far the answer can be trusted.
@@ -181,6 +211,9 @@ pub trait Inventory: Send + Sync {
 
 type Key = (String, String);
 
+/// A workload in the references index: kind, namespace, name (interned).
+type WorkloadId = (ReaderKind, Arc<str>, Arc<str>);
+
 fn key(namespace: &str, name: &str) -> Key {
     (namespace.to_string(), name.to_string())
 }
@@ -207,10 +240,11 @@ pub struct Catalog {
     unknown_stores: BTreeSet<StoreKind>,
     grants_unknown: bool,
     /// (namespace, Secret) -> the workloads that read it: the references index.
-    readers: HashMap<Key, Vec<Reader>>,
+    readers: HashMap<(Arc<str>, Arc<str>), Vec<Reader>>,
     /// (kind, namespace, workload) -> the Secrets it reads, to take its entries out again.
     /// Workloads that read no Secret are not kept at all.
-    reads: HashMap<(ReaderKind, Key), Box<[Box<str>]>>,
+    reads: HashMap<WorkloadId, Box<[Arc<str>]>>,
+    strings: Interner,
     /// Workload kinds the catalog does not see (not listed yet, API not served).
     unknown_readers: BTreeSet<ReaderKind>,
     /// (kind, namespace, name) of Secrets and producers added from manifests since
@@ -332,35 +366,45 @@ impl Catalog {
         if readings.is_empty() {
             return;
         }
-        let mut secrets: Vec<Box<str>> = Vec::new();
+        let namespace = self.strings.intern(namespace);
+        let name = self.strings.intern(name);
+        let mut secrets: Vec<Arc<str>> = Vec::new();
         for reading in readings {
-            if !secrets.contains(&reading.secret) {
-                secrets.push(reading.secret.clone());
+            let secret = self.strings.intern(&reading.secret);
+            if !secrets.contains(&secret) {
+                secrets.push(secret.clone());
             }
+            let reader = Reader {
+                kind,
+                name: name.clone(),
+                key: reading.key.map(|k| self.strings.intern(&k)),
+                path: self.strings.intern(&reading.path),
+            };
             self.readers
-                .entry(key(namespace, &reading.secret))
+                .entry((namespace.clone(), secret))
                 .or_default()
-                .push(Reader {
-                    kind,
-                    name: name.into(),
-                    key: reading.key,
-                    path: reading.path,
-                });
+                .push(reader);
         }
         self.reads
-            .insert((kind, key(namespace, name)), secrets.into_boxed_slice());
+            .insert((kind, namespace, name), secrets.into_boxed_slice());
     }
 
     pub fn remove_readings(&mut self, kind: ReaderKind, namespace: &str, name: &str) {
-        let Some(secrets) = self.reads.remove(&(kind, key(namespace, name))) else {
+        let (Some(namespace), Some(name)) = (self.strings.get(namespace), self.strings.get(name))
+        else {
+            return;
+        };
+        let Some(secrets) = self.reads.remove(&(kind, namespace.clone(), name.clone())) else {
             return;
         };
         for secret in secrets.iter() {
-            let secret_key = key(namespace, secret);
+            let secret_key = (namespace.clone(), secret.clone());
             if let Some(readers) = self.readers.get_mut(&secret_key) {
-                readers.retain(|r| !(r.kind == kind && &*r.name == name));
+                readers.retain(|r| !(r.kind == kind && r.name == name));
                 if readers.is_empty() {
                     self.readers.remove(&secret_key);
+                } else {
+                    readers.shrink_to_fit();
                 }
             }
         }
@@ -368,15 +412,11 @@ impl Catalog {
 
     /// Drops every workload of a kind before a (re)list; from then on the kind is known.
     pub fn clear_readings(&mut self, kind: ReaderKind) {
-        let ids: Vec<Key> = self
-            .reads
-            .keys()
-            .filter(|(k, _)| *k == kind)
-            .map(|(_, id)| id.clone())
-            .collect();
-        for (ns, name) in ids {
-            self.remove_readings(kind, &ns, &name);
+        self.reads.retain(|(k, _, _), _| *k != kind);
+        for readers in self.readers.values_mut() {
+            readers.retain(|r| r.kind != kind);
         }
+        self.readers.retain(|_, readers| !readers.is_empty());
         self.unknown_readers.remove(&kind);
     }
 
@@ -387,11 +427,14 @@ impl Catalog {
     }
 
     pub fn readers(&self, namespace: &str, secret: &str) -> Readers {
-        let mut readers = self
-            .readers
-            .get(&key(namespace, secret))
-            .cloned()
-            .unwrap_or_default();
+        let mut readers = match (self.strings.get(namespace), self.strings.get(secret)) {
+            (Some(namespace), Some(secret)) => self
+                .readers
+                .get(&(namespace, secret))
+                .cloned()
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         readers.sort_by(|a, b| (a.kind, &a.name, &a.path).cmp(&(b.kind, &b.name, &b.path)));
         Readers {
             readers,
@@ -514,7 +557,7 @@ impl Catalog {
         for kind in ReaderKind::ALL {
             counts.insert(
                 CustomKind::Reader(kind).resource(),
-                self.reads.keys().filter(|(k, _)| *k == kind).count(),
+                self.reads.keys().filter(|(k, _, _)| *k == kind).count(),
             );
         }
         counts
@@ -627,6 +670,45 @@ impl Inventory for EmptyInventory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workloads_that_come_and_go_do_not_grow_the_index() {
+        let reading = |secret: &str| crate::references::Reading {
+            secret: secret.into(),
+            key: Some("token".into()),
+            path: "spec.containers[0].env[0].valueFrom.secretKeyRef".into(),
+        };
+        let mut catalog = Catalog::for_watches();
+        catalog.clear_readings(ReaderKind::Pod);
+        catalog.put_readings(
+            ReaderKind::Pod,
+            "ops",
+            "resident",
+            vec![reading("ops-token")],
+        );
+        // Bare Pods with names never seen again, each reading a Secret of its own.
+        for i in 0..20_000 {
+            let name = format!("run-{i}");
+            catalog.put_readings(
+                ReaderKind::Pod,
+                "ops",
+                &name,
+                vec![reading(&format!("s-{i}"))],
+            );
+            catalog.remove_readings(ReaderKind::Pod, "ops", &name);
+        }
+        assert!(
+            catalog.strings.strings.len() < 3_000,
+            "{}",
+            catalog.strings.strings.len()
+        );
+        assert_eq!(catalog.readers.len(), 1);
+        assert_eq!(catalog.reads.len(), 1);
+        let found = catalog.readers("ops", "ops-token");
+        assert_eq!(found.readers.len(), 1);
+        assert_eq!(&*found.readers[0].name, "resident");
+        assert_eq!(found.readers[0].key.as_deref(), Some("token"));
+    }
 
     #[test]
     fn config_data_is_sorted_and_the_last_definition_of_a_key_stays() {
