@@ -328,8 +328,10 @@ pub async fn run_in_background(
     engine: Arc<arc_swap::ArcSwap<Engine>>,
     metrics: Arc<crate::metrics::Metrics>,
     interval: Duration,
+    policy_reports: bool,
 ) {
     let mut last: Option<BTreeMap<FindingKey, String>> = None;
+    let mut said_not_served = false;
     loop {
         // Never judged against a half-listed cache: a Secret not yet listed is not missing.
         while engine.load().inventory().readiness() != Readiness::Ready {
@@ -395,6 +397,26 @@ pub async fn run_in_background(
                     finding = message,
                     "existing violation resolved"
                 );
+            }
+        }
+        if policy_reports {
+            // Looked up each run: the CRD may be installed (or removed) while serve runs.
+            match crate::policy_reports::Reporter::discover(&client).await {
+                Some(reporter) => match reporter.write(&report).await {
+                    Ok(written) => {
+                        tracing::debug!(written, "background audit: PolicyReports written")
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "background audit: PolicyReports not written")
+                    }
+                },
+                None if !said_not_served => {
+                    said_not_served = true;
+                    tracing::info!(
+                        "background audit: the PolicyReport API (wgpolicyk8s.io/v1alpha2) is not served; no reports written until it is"
+                    );
+                }
+                None => {}
             }
         }
         last = Some(findings);

@@ -53,6 +53,8 @@ pub struct ServeOptions {
     pub stale_after: std::time::Duration,
     /// Background audit of existing objects, every this long; `None` is off.
     pub audit_interval: Option<std::time::Duration>,
+    /// The background audit also writes PolicyReports.
+    pub policy_reports: bool,
 }
 
 /// Namespace for manifest objects that name none.
@@ -373,6 +375,7 @@ pub async fn serve(options: ServeOptions) -> Result<()> {
                 prepared.state.engine.clone(),
                 prepared.state.metrics.clone(),
                 interval,
+                options.policy_reports,
             )))
         }
         None => None,

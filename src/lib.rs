@@ -16,6 +16,7 @@ pub mod kafka;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod policy_reports;
 pub mod references;
 pub mod review;
 pub mod rules;

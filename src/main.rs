@@ -89,6 +89,10 @@ enum Command {
         /// default, turns it off. Needs the cluster inventory.
         #[arg(long, default_value_t = 0)]
         audit_interval: u64,
+        /// With --audit-interval: also write a PolicyReport (wgpolicyk8s.io/v1alpha2) per
+        /// namespace with findings, when that API is served.
+        #[arg(long, requires = "audit_interval")]
+        policy_reports: bool,
     },
     /// Answer one AdmissionReview (file or - for stdin) offline, exactly as serve would.
     Review {
@@ -169,6 +173,7 @@ fn main() -> ExitCode {
             reload_interval,
             stale_after,
             audit_interval,
+            policy_reports,
         } => {
             // Held to the end of serve: dropping it flushes the queued log lines.
             let _log_lines = logging::init(log_format);
@@ -212,6 +217,7 @@ fn main() -> ExitCode {
                 reload_interval: Duration::from_secs(reload_interval.max(1)),
                 stale_after: Duration::from_secs(stale_after.max(1)),
                 audit_interval: (audit_interval > 0).then(|| Duration::from_secs(audit_interval)),
+                policy_reports,
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -204,6 +204,7 @@ async fn the_background_audit_sets_gauges_and_sees_a_fix() {
         engine,
         metrics.clone(),
         Duration::from_millis(200),
+        false,
     ));
     let gauge = |rule: &str, mode: &str| -> Option<i64> {
         let text = metrics.render(inventory.as_ref());

@@ -251,3 +251,77 @@ fn the_audit_component_turns_the_audit_on_with_the_rbac_it_needs() {
     let (code, text) = scan(&[scratch.path().to_str().unwrap()]);
     assert_eq!(code, 0, "{text}");
 }
+
+/// PolicyReports: the component adds --policy-reports and a ClusterRole that writes only
+/// policyreports.wgpolicyk8s.io; base writes nothing at all.
+#[test]
+fn only_the_policy_reports_component_writes_and_only_policyreports() {
+    if !have("kubectl") {
+        eprintln!("SKIPPED: kubectl is not installed; the components are not rendered");
+        return;
+    }
+    let render = |components: &str| {
+        let scratch = tempfile::tempdir_in(format!("{ROOT}/target")).unwrap();
+        std::fs::write(
+            scratch.path().join("kustomization.yaml"),
+            format!("resources:\n  - ../../deploy/overlays/cert-manager\n{components}"),
+        )
+        .unwrap();
+        let out = Command::new("kubectl")
+            .args(["kustomize", scratch.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        applyguard::inventory::manifests::parse_documents(
+            &String::from_utf8(out.stdout).unwrap(),
+            Path::new("rendered"),
+        )
+        .unwrap()
+    };
+    let writes = |objects: &[serde_json::Value]| -> Vec<String> {
+        let mut found = Vec::new();
+        for role in objects
+            .iter()
+            .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+        {
+            for rule in role["rules"].as_array().unwrap() {
+                let verbs: Vec<&str> = rule["verbs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap())
+                    .collect();
+                if verbs.iter().any(|v| !["get", "list", "watch"].contains(v)) {
+                    for resource in rule["resources"].as_array().unwrap() {
+                        found.push(resource.as_str().unwrap().to_string());
+                    }
+                }
+            }
+        }
+        found
+    };
+    assert!(writes(&render("")).is_empty());
+    let objects = render(
+        "components:\n  - ../../deploy/components/audit\n  - ../../deploy/components/policy-reports\n",
+    );
+    assert_eq!(writes(&objects), ["policyreports"]);
+    let args = objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .unwrap()["spec"]["template"]["spec"]["containers"][0]["args"]
+        .clone();
+    let args: Vec<&str> = args
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.contains(&"--audit-interval=600") && args.contains(&"--policy-reports"),
+        "{args:?}"
+    );
+}

@@ -98,6 +98,7 @@ pub async fn start_with(
         reload_interval: Duration::from_millis(100),
         stale_after: Duration::from_secs(300),
         audit_interval: None,
+        policy_reports: false,
     };
     let prepared = prepare_server(&options, inventory).unwrap();
     let reloader = spawn_reloader(&prepared, options.config.clone(), options.reload_interval);

@@ -265,13 +265,15 @@ fn install(suite: &mut Suite, plane: ControlPlane, work: &Path) -> Result<Env, S
     );
     // The background audit's list rights, as deploy/components/audit adds them (serve runs
     // with --audit-interval here, so every scenario runs with the audit going).
-    let audit_rbac = root().join("deploy/components/audit/rbac.yaml");
-    let out = kubectl::run(&admin, &["apply", "-f", &audit_rbac.display().to_string()]);
-    suite.check(
-        "deploy/components/audit's ClusterRole(Binding) accepted",
-        out.ok(),
-        || out.show(),
-    );
+    for component in ["audit", "policy-reports"] {
+        let rbac = root().join(format!("deploy/components/{component}/rbac.yaml"));
+        let out = kubectl::run(&admin, &["apply", "-f", &rbac.display().to_string()]);
+        suite.check(
+            &format!("deploy/components/{component}'s ClusterRole(Binding) accepted"),
+            out.ok(),
+            || out.show(),
+        );
+    }
     // What runs the pods uses newer fields: topologySpreadConstraints.matchLabelKeys (1.25) and
     // nodeTaintsPolicy (1.26), PodDisruptionBudget policy/v1 (1.21). On an older API server
     // kubectl refuses them by name; docs/operations.md says deploy/ as shipped needs 1.26.
@@ -302,7 +304,7 @@ fn install(suite: &mut Suite, plane: ControlPlane, work: &Path) -> Result<Env, S
     let mut serve = Serve::prepare(&plane, work, &policy)?;
     serve.start()?;
     suite.check(
-        "applyguard serve, as ServiceAccount applyguard/applyguard with deploy/'s ClusterRoles only (base's and components/audit's), is ready",
+        "applyguard serve, as ServiceAccount applyguard/applyguard with deploy/'s ClusterRoles only (base's, components/audit's and components/policy-reports'), is ready",
         true,
         String::new,
     );
@@ -918,12 +920,64 @@ fn existing_objects(suite: &mut Suite, env: &Env) -> Result<(), String> {
         .serve
         .log_tail(20_000)
         .lines()
-        .filter(|l| l.contains("could not be listed"))
+        .filter(|l| {
+            (l.contains("could not be listed") || l.contains("PolicyReports not written"))
+                && l.contains("forbidden")
+        })
         .count();
     suite.check(
         "... and the audit listed every kind with deploy/'s RBAC (no kind refused)",
         refused == 0,
         || env.serve.log_tail(40),
+    );
+    // With the PolicyReport CRD installed, the next runs write ag-legacy's report.
+    let crd = e2e_manifest("policyreport-crd.yaml");
+    let out = env.kubectl(&["apply", "-f", &crd]);
+    suite.expect(
+        "the PolicyReport CRD (wgpolicyk8s.io/v1alpha2) installed",
+        succeeded(&out),
+    );
+    let report = |env: &Env| -> Option<Value> {
+        let out = env.kubectl(&[
+            "get",
+            "policyreport",
+            "-n",
+            "ag-legacy",
+            "applyguard",
+            "-o",
+            "json",
+        ]);
+        if out.ok() {
+            serde_json::from_str(&out.stdout).ok()
+        } else {
+            None
+        }
+    };
+    let failing = |report: &Value| {
+        report["results"].as_array().is_some_and(|results| {
+            results.iter().any(|r| {
+                r["result"] == "fail"
+                    && r["rule"] == "root-container"
+                    && r["resources"][0]["kind"] == "Deployment"
+                    && r["resources"][0]["name"] == "legacy"
+            })
+        }) && report["summary"]["fail"].as_u64() >= Some(1)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut found = report(env);
+    while !found.as_ref().is_some_and(failing) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        found = report(env);
+    }
+    suite.check(
+        "serve --policy-reports: PolicyReport ag-legacy/applyguard lists the legacy Deployment as fail (root-container)",
+        found.as_ref().is_some_and(failing),
+        || format!("{found:?}\n{}", env.serve.log_tail(20)),
+    );
+    let out = env.kubectl(&["get", "policyreports", "-A"]);
+    println!(
+        "    kubectl get policyreports -A:\n{}",
+        out.stdout.trim_end()
     );
     // kubectl VERB -n ag-legacy deployment/legacy ARGS...
     let run = |verb: &[&str], args: &[&str]| {
@@ -1018,6 +1072,15 @@ fn existing_objects(suite: &mut Suite, env: &Env) -> Result<(), String> {
         "... and the next background audit logs its finding as resolved",
         logged(env, "existing violation resolved"),
         || env.serve.log_tail(40),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while report(env).is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    suite.check(
+        "... and ag-legacy's PolicyReport is deleted once the namespace is clean",
+        report(env).is_none(),
+        || format!("{:?}", report(env)),
     );
     Ok(())
 }

@@ -159,7 +159,8 @@ impl Serve {
             .env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", "info")
             // --stale-after 3: the watch-cache scenario sees the cache go stale in seconds;
-            // --audit-interval 2: existing-objects sees the background audit's verdicts.
+            // --audit-interval 2 --policy-reports: existing-objects sees the background
+            // audit's verdicts, in the gauges, the log and PolicyReports.
             .args([
                 "serve",
                 "--log-format",
@@ -170,6 +171,7 @@ impl Serve {
                 "3",
                 "--audit-interval",
                 "2",
+                "--policy-reports",
             ])
             .arg("--config")
             .arg(&self.policy)
