@@ -317,6 +317,21 @@ fn tally(report: &Report) -> (BTreeMap<FindingKey, String>, Counts) {
     (findings, counts)
 }
 
+/// One log line per finding that appeared (`found`) or went (`resolved`) since the last run.
+fn log_change(key: &FindingKey, message: &str, change: &str) {
+    let (rule, mode, kind, namespace, name, path) = key;
+    tracing::info!(
+        rule,
+        mode,
+        kind,
+        namespace,
+        name,
+        path,
+        finding = message,
+        "existing violation {change}"
+    );
+}
+
 /// serve's `--audit-interval`: the same listing and evaluation as `applyguard audit`, with the
 /// engine serve answers with (its policy, reloads included, and its watch cache as inventory),
 /// every `interval`. Results go to the `applyguard_existing_violations` gauges and one log line
@@ -371,32 +386,12 @@ pub async fn run_in_background(
                 .as_ref()
                 .is_none_or(|previous| !previous.contains_key(key))
             {
-                let (rule, mode, kind, namespace, name, path) = key;
-                tracing::info!(
-                    rule,
-                    mode,
-                    kind,
-                    namespace,
-                    name,
-                    path,
-                    finding = message,
-                    "existing violation found"
-                );
+                log_change(key, message, "found");
             }
         }
         for (key, message) in last.iter().flatten() {
             if !findings.contains_key(key) {
-                let (rule, mode, kind, namespace, name, path) = key;
-                tracing::info!(
-                    rule,
-                    mode,
-                    kind,
-                    namespace,
-                    name,
-                    path,
-                    finding = message,
-                    "existing violation resolved"
-                );
+                log_change(key, message, "resolved");
             }
         }
         if policy_reports {

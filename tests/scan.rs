@@ -2,6 +2,8 @@
 //! family, parse errors and duplicate keys, stdin, every output format (SARIF validated against
 //! the 2.1.0 schema), and every exit code.
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
@@ -293,15 +295,6 @@ fn json_schema_is_stable() {
 
 #[test]
 fn sarif_validates_against_the_2_1_0_schema() {
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!(
-            "{}/tests/fixtures/sarif/sarif-2.1.0.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
     let root = fixture("");
     let output = scan(&["--format", "sarif", &root]);
     assert_eq!(
@@ -310,15 +303,12 @@ fn sarif_validates_against_the_2_1_0_schema() {
         "parse-error and duplicate-keys are in the set"
     );
     let sarif: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&sarif)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
+    let errors = common::sarif_errors(&sarif);
     assert!(errors.is_empty(), "SARIF invalid: {errors:#?}");
     // The schema really checks: a broken document is rejected.
     let mut broken = sarif.clone();
     broken["runs"][0]["results"][0]["level"] = Value::from("fatal");
-    assert!(!validator.is_valid(&broken));
+    assert!(!common::sarif_errors(&broken).is_empty());
     let run = &sarif["runs"][0];
     let rules: Vec<&str> = run["tool"]["driver"]["rules"]
         .as_array()
