@@ -590,7 +590,8 @@ write_report() {
         echo
         if [[ -s $RAW/scale.tsv ]]; then
             echo "serve on $SCALE_NAMESPACES namespaces of 200 Secrets + 200 ConfigMaps (\`scripts/bench/generate.awk\`), on their Secrets only,"
-            echo "their ConfigMaps only, and \`shop.yaml\` only; start-up to ready from launch, memory once ready."
+            echo "their ConfigMaps only, \`shop.yaml\` only, and \`shop.yaml\` with 10k Deployments + 20k bare Pods (\`scripts/bench/readers.awk\`, 70k Secret"
+            echo "references: the deletion guard's index); start-up to ready from launch, memory once ready."
             echo
             echo "| inventory | Secrets + ConfigMaps (readers: Deployments + Pods) | ready (s) | VmRSS | VmHWM |"
             echo "| --- | ---: | ---: | ---: | ---: |"
