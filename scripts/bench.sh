@@ -145,7 +145,8 @@ run_load() {
     load=$(load_avg)
     t0=$(cpu_ticks "$pid")
     : >"$RAW/$name.log"
-    "$OHA" -z "$DURATION" -c "$conc" --no-tui --output-format json --cacert "$CERTS/ca.crt" \
+    # LOAD_CPU pins oha to one CPU (the one-core runs); unset, it runs anywhere.
+    ${LOAD_CPU:+taskset -c "$LOAD_CPU"} "$OHA" -z "$DURATION" -c "$conc" --no-tui --output-format json --cacert "$CERTS/ca.crt" \
         -m POST -H 'Content-Type: application/json' "$@" \
         "https://127.0.0.1:$port/validate" >"$out"
     t1=$(cpu_ticks "$pid")
@@ -280,6 +281,17 @@ main() {
     run_load baseline "$PORT_B" "$pid_b" 8 "mix-c8-baseline" -Z "$mix"
     run_load applyguard "$PORT_A" "$pid_a" 1 "h2-p8-applyguard" --http2 -p 8 -D "$LOAD_BODY"
     run_load baseline "$PORT_B" "$pid_b" 1 "h2-p8-baseline" --http2 -p 8 -D "$LOAD_BODY"
+    # One core: every thread of each server on CPU 0, oha on CPU 1, so neither server can
+    # borrow the second core and the load generator does not compete with them.
+    if command -v taskset >/dev/null && (($(nproc) >= 2)); then
+        log "one core: servers pinned to CPU 0, oha to CPU 1, concurrency 8"
+        taskset -a -p -c 0 "$pid_a" >/dev/null
+        taskset -a -p -c 0 "$pid_b" >/dev/null
+        LOAD_CPU=1 run_load applyguard "$PORT_A" "$pid_a" 8 "core1-c8-applyguard" -D "$LOAD_BODY"
+        LOAD_CPU=1 run_load baseline "$PORT_B" "$pid_b" 8 "core1-c8-baseline" -D "$LOAD_BODY"
+        taskset -a -p -c "0-$(($(nproc) - 1))" "$pid_a" >/dev/null
+        taskset -a -p -c "0-$(($(nproc) - 1))" "$pid_b" >/dev/null
+    fi
     # Open loop: a fixed arrival rate, latencies measured from when each request was due
     # (--latency-correction), so a slow answer delays the clock, not the next request.
     log "open loop at 1,000 requests/s: the allowed and the denied fixture"
@@ -483,6 +495,13 @@ write_report() {
                 END { if (b > 0) printf "%.2f", a / b; else print "0" }' "$tsv")
             echo "| throughput ratio applyguard / baseline, concurrency $c: >= 0.9 | $ratio | $(met "$ratio" '>=' 0.9) |"
         done
+        local extra
+        for extra in h2-p8:"HTTP/2, 8 streams" core1-c8:"servers on one core, concurrency 8"; do
+            ratio=$(awk -F'\t' -v l="${extra%%:*}" '$1 == l "-applyguard" { a = $4 } $1 == l "-baseline" { b = $4 }
+                END { if (b > 0) printf "%.2f", a / b }' "$tsv")
+            [[ -n $ratio ]] || continue
+            echo "| throughput ratio applyguard / baseline, ${extra#*:}: >= 0.9 | $ratio | $(met "$ratio" '>=' 0.9) |"
+        done
         local open q a b r
         for open in allowed denied; do
             for q in p50:5 p99:6; do
@@ -560,8 +579,9 @@ write_report() {
         echo "| run | applyguard req/s | p50 ms | p99 ms | CPU us/req | baseline req/s | p50 ms | p99 ms | CPU us/req | ratio |"
         echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         local run desc
-        for run in mix-c8 h2-p8 open-allowed open-denied; do
+        for run in mix-c8 h2-p8 core1-c8 open-allowed open-denied; do
             case $run in
+            core1-c8) desc="one core: each server pinned to CPU 0 (taskset), oha on CPU 1, 8 connections" ;;
             mix-c8) desc="mix of $(wc -l <"$RAW/mix.jsonl") fixtures (allowed, denied, ConfigMap, scale-only update), 8 HTTP/1.1 connections" ;;
             h2-p8) desc="HTTP/2, 1 connection, 8 concurrent streams" ;;
             open-allowed) desc="open loop, 1,000 req/s (oha -q 1000 --latency-correction), the allowed body" ;;
